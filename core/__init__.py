@@ -1,0 +1,1 @@
+"""Kelp core engine: models, sampling, and the one generate() API."""
