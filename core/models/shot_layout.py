@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 SHOT_TIME_GAP = 2  # empty latent frames between shots on the time axis: a cut is not a continuation
+TEXT_POSITIONS = 256  # text tokens take positions 0..255; video time starts after them, whatever the padding
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,8 @@ def build_layout(
             f"`shot_latent_frames` and `text_lengths` must be non-empty and of equal length, "
             f"got {shot_latent_frames} and {text_lengths}"
         )
-    text_span = max(text_lengths)
+    if max(text_lengths) > TEXT_POSITIONS:
+        raise ValueError(f"`text_lengths` must be at most {TEXT_POSITIONS} tokens a shot, got {text_lengths}")
     text_pos, text_shot = [], []
     for shot, length in enumerate(text_lengths):
         index = torch.arange(length, dtype=torch.float32)
@@ -45,7 +47,7 @@ def build_layout(
         text_shot.append(torch.full((length,), shot, dtype=torch.long))
 
     video_pos, video_shot = [], []
-    time_offset = text_span  # video time starts after the text positions
+    time_offset = TEXT_POSITIONS
     rows = torch.arange(grid_height, dtype=torch.float32)
     cols = torch.arange(grid_width, dtype=torch.float32)
     for shot, frames in enumerate(shot_latent_frames):

@@ -1,0 +1,159 @@
+"""Find, load and save Kelp models: a folder of safetensors weights, or a preset with seeded random weights.
+
+A model folder holds `kelp_model.json` (preset, text encoder, default settings), `transformer/` and
+`vae/` in diffusers' layout (config.json + safetensors). Weights load from safetensors only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from core.models.presets import MODEL_PRESETS, GenerationDefaults
+from core.models.vae import build_vae
+from core.models.video_dit import KelpVideoTransformer
+
+MODEL_INDEX = "kelp_model.json"
+BUNDLED_MODELS_DIR = Path(__file__).resolve().parents[1] / "assets"
+DEFAULT_MODEL = "kelp-small"
+RANDOM_PREFIX = "random:"  # "random:<preset>[:<seed>]": untrained weights, for tests and benchmarks
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model comes from, known without loading any weights."""
+
+    name: str  # as the user named it
+    preset: str  # key of MODEL_PRESETS
+    text_encoder: str
+    defaults: GenerationDefaults
+    folder: Path | None = None  # None: random weights
+    random_seed: int = 0
+
+
+@dataclass
+class LoadedModel:
+    source: ModelSource
+    transformer: KelpVideoTransformer
+    vae: torch.nn.Module
+    weights_hash: str  # sha256 of the weights, recorded with every generation
+
+
+def list_models(search_dirs: Sequence[Path] = (BUNDLED_MODELS_DIR,)) -> list[str]:
+    """Names of the model folders found in `search_dirs`, plus the random presets."""
+    found = {p.parent.name for d in search_dirs if Path(d).is_dir() for p in Path(d).glob(f"*/{MODEL_INDEX}")}
+    return sorted(found) + [f"{RANDOM_PREFIX}{name}" for name in MODEL_PRESETS]
+
+
+def resolve_model(spec: str, search_dirs: Sequence[Path] = (BUNDLED_MODELS_DIR,)) -> ModelSource:
+    """Turn a model name, folder path or `random:<preset>[:<seed>]` into a ModelSource."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(f"`model` must be a non-empty string, got {spec!r}")
+    if spec.startswith(RANDOM_PREFIX):
+        preset, _, seed = spec[len(RANDOM_PREFIX):].partition(":")
+        if preset not in MODEL_PRESETS or (seed and not seed.isdigit()):
+            raise ValueError(
+                f"`model` {spec!r} is not a known random preset; use one of "
+                f"{[RANDOM_PREFIX + p for p in MODEL_PRESETS]} optionally followed by ':<seed>'"
+            )
+        chosen = MODEL_PRESETS[preset]
+        return ModelSource(spec, preset, chosen.text_encoder, chosen.defaults, random_seed=int(seed or 0))
+    candidates = [Path(d) / spec for d in search_dirs if "/" not in spec and "\\" not in spec]
+    candidates.append(Path(spec).expanduser())
+    for folder in candidates:
+        if (folder / MODEL_INDEX).is_file():
+            return _read_index(spec, folder)
+    raise ValueError(f"`model` {spec!r} is not a model folder or a known model; available: {list_models(search_dirs)}")
+
+
+def _read_index(name: str, folder: Path) -> ModelSource:
+    try:
+        index = json.loads((folder / MODEL_INDEX).read_text())
+        preset = index["preset"]
+        chosen = MODEL_PRESETS[preset]
+        defaults = replace(chosen.defaults, **index.get("defaults", {}))
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"`model` {name!r}: {folder / MODEL_INDEX} is not a valid Kelp model index ({err})") from err
+    return ModelSource(name, preset, index.get("text_encoder", chosen.text_encoder), defaults, folder=folder.resolve())
+
+
+def load_model(source: ModelSource, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> LoadedModel:
+    if source.folder is None:
+        transformer, vae = _random_weights(source.preset, source.random_seed)
+        weights_hash = _state_dict_hash([transformer, vae])
+    else:
+        transformer = KelpVideoTransformer.from_pretrained(source.folder / "transformer", use_safetensors=True)
+        vae = _load_vae(source.folder / "vae")
+        weights_hash = _files_hash(sorted(source.folder.rglob("*.safetensors")))
+    transformer = transformer.to(device=device, dtype=dtype).eval()
+    vae = vae.to(device=device).eval()  # the VAE stays in float32: it is small and precision-sensitive
+    return LoadedModel(source, transformer, vae, weights_hash)
+
+
+def _load_vae(folder: Path):
+    from diffusers import AutoencoderKLWan
+
+    return AutoencoderKLWan.from_pretrained(folder, use_safetensors=True)
+
+
+def _random_weights(preset: str, seed: int):
+    chosen = MODEL_PRESETS[preset]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        transformer = chosen.transformer.build()
+        vae = build_vae(chosen.vae)
+        # Zero-initialised layers (AdaLN-Zero gates, the output projection) would make an untrained
+        # model predict exactly zero and hide every code path behind it; give them small weights.
+        for param in transformer.parameters():
+            if param.ndim >= 2 and not param.any():
+                torch.nn.init.normal_(param, std=0.02)
+    return transformer, vae
+
+
+def save_model(
+    folder: str | Path,
+    transformer: KelpVideoTransformer,
+    vae: torch.nn.Module,
+    preset: str,
+    defaults: GenerationDefaults | None = None,
+    text_encoder: str | None = None,
+) -> Path:
+    """Write a model folder that `resolve_model` / `load_model` read back."""
+    if preset not in MODEL_PRESETS:
+        raise ValueError(f"`preset` must be one of {sorted(MODEL_PRESETS)}, got {preset!r}")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    transformer.save_pretrained(folder / "transformer", safe_serialization=True)
+    vae.save_pretrained(folder / "vae", safe_serialization=True)
+    index = {
+        "format": "kelp-model",
+        "version": 1,
+        "preset": preset,
+        "text_encoder": text_encoder or MODEL_PRESETS[preset].text_encoder,
+        "defaults": asdict(defaults or MODEL_PRESETS[preset].defaults),
+    }
+    (folder / MODEL_INDEX).write_text(json.dumps(index, indent=2))
+    return folder
+
+
+def _files_hash(paths: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def _state_dict_hash(modules: list[torch.nn.Module]) -> str:
+    digest = hashlib.sha256()
+    for module in modules:
+        for name, tensor in sorted(module.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()

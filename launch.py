@@ -1,0 +1,141 @@
+"""Kelp's entry point: `python launch.py generate ...` makes a clip from the command line.
+
+`python launch.py` with no sub-command will start the studio UI once it lands; `models` lists models.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _seconds_to_frames(seconds: float, fps: float) -> int:
+    """Nearest valid frame count (1 + 4k, at least 1) for a duration."""
+    return max(1, 4 * round(seconds * fps / 4) + 1)
+
+
+def _read_shots(path: str):
+    from core.request import ShotSpec
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"`--shots` must be a readable JSON file, got {path!r} ({err})") from err
+    shots = data.get("shots") if isinstance(data, dict) else data
+    subject = data.get("subject", "") if isinstance(data, dict) else ""
+    if not isinstance(shots, list) or not all(isinstance(s, dict) for s in shots):
+        raise ValueError(f"`--shots` {path!r} must hold a list of {{\"prompt\", \"num_frames\"}} objects "
+                         f"(or {{\"subject\": ..., \"shots\": [...]}})")
+    try:
+        return subject, tuple(ShotSpec(prompt=s["prompt"], num_frames=s["num_frames"]) for s in shots)
+    except KeyError as err:
+        raise ValueError(f"`--shots` {path!r}: every shot needs {err}") from err
+
+
+def build_request(args: argparse.Namespace):
+    from core.request import GenerationRequest
+
+    prompt, shots = args.prompt or "", ()
+    if args.shots:
+        subject, shots = _read_shots(args.shots)
+        prompt = prompt or subject
+    num_frames = args.frames
+    if args.seconds is not None:
+        if args.fps is None:
+            raise ValueError("`--seconds` needs `--fps` so that it can be turned into frames")
+        num_frames = _seconds_to_frames(args.seconds, args.fps)
+    return GenerationRequest(
+        prompt=prompt, negative_prompt=args.negative_prompt, model=args.model, width=args.width,
+        height=args.height, num_frames=num_frames, fps=args.fps, steps=args.steps,
+        guidance_scale=args.guidance, sampler=args.sampler, shift=args.shift, seed=args.seed,
+        image=args.image, last_image=args.last_image, extend_video=args.extend,
+        extend_context_frames=args.context_frames, shots=shots,
+    )
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from core.pipeline import Engine
+
+    request = build_request(args)
+    engine = Engine(device=args.device)
+    bars: dict[str, tqdm] = {}
+
+    def on_progress(progress) -> None:
+        if progress.stage not in ("sampling", "decoding"):
+            return
+        bar = bars.get(progress.stage)
+        if bar is None:
+            for old in bars.values():
+                old.close()
+            bar = bars[progress.stage] = tqdm(total=progress.total, desc=progress.stage, unit="step")
+        bar.update(progress.step - bar.n)
+
+    result = engine.generate(request, output_path=args.out, on_progress=on_progress, gif=args.gif)
+    for bar in bars.values():
+        bar.close()
+    print(f"wrote {result.video_path} (seed {result.seed}, {result.timings['total_s']:.1f} s)")
+    print(f"metadata {result.metadata_path}" + (f", gif {result.gif_path}" if result.gif_path else ""))
+    return 0
+
+
+def run_models(args: argparse.Namespace) -> int:
+    from core.model_loader import list_models
+
+    for name in list_models():
+        print(name)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="launch.py", description="Kelp: make video with generative models locally.")
+    sub = root.add_subparsers(dest="command")
+    gen = sub.add_parser("generate", help="make one clip (T2V, I2V, first+last frame, extend, multi-shot)")
+    gen.add_argument("--prompt", help="what to show; with --shots, the subject and style shared by every shot")
+    gen.add_argument("--negative-prompt", default="", help="what to steer away from (used with guidance > 1)")
+    gen.add_argument("--model", default="kelp-small", help="model name or folder, or random:<preset> (untrained)")
+    gen.add_argument("--width", type=int, help="pixels, multiple of 16 (default: the model's)")
+    gen.add_argument("--height", type=int, help="pixels, multiple of 16 (default: the model's)")
+    length = gen.add_mutually_exclusive_group()
+    length.add_argument("--frames", type=int, help="frame count, 1 + 4k (e.g. 17)")
+    length.add_argument("--seconds", type=float, help="duration; rounded to the nearest 1 + 4k frames (needs --fps)")
+    gen.add_argument("--fps", type=float, help="frames per second of the output (default: the model's)")
+    gen.add_argument("--steps", type=int, help="sampling steps (default: the model's)")
+    gen.add_argument("--guidance", type=float, help="classifier-free guidance scale; 1 turns it off")
+    gen.add_argument("--sampler", choices=["euler", "heun", "unipc"], help="flow-matching sampler")
+    gen.add_argument("--shift", type=float, help="timestep shift (default: scaled with clip size)")
+    gen.add_argument("--seed", type=int, help="random seed (default: random, printed and recorded)")
+    gen.add_argument("--image", help="first frame (image-to-video); any size, scaled to cover and centre-cropped")
+    gen.add_argument("--last-image", help="last frame (with --image: first+last frame)")
+    gen.add_argument("--extend", help="a clip to continue; the result holds the clip and its continuation")
+    gen.add_argument("--context-frames", type=int, default=5, help="frames of --extend's end to continue from (1 + 4k)")
+    gen.add_argument("--shots", help='JSON file: {"subject": "...", "shots": [{"prompt": "...", "num_frames": 17}]}')
+    gen.add_argument("--out", required=True, help="output .mp4 path (a .json sidecar is written beside it)")
+    gen.add_argument("--gif", action="store_true", help="also write a GIF beside the mp4")
+    gen.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    gen.set_defaults(handler=run_generate)
+    models = sub.add_parser("models", help="list the models Kelp can find")
+    models.set_defaults(handler=run_models)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command is None:
+        print("The studio UI has not landed yet; use `python launch.py generate --help`.", file=sys.stderr)
+        return 2
+    try:
+        return args.handler(args)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cancelled; nothing was written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

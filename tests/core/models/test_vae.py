@@ -1,0 +1,172 @@
+"""Kelp's causal VAE on the tiny preset: shapes, causality, chunked decoding, cancellation and save/load."""
+
+import inspect
+import threading
+
+import pytest
+import torch
+from diffusers import AutoencoderKLWan
+
+from core.cancellation import GenerationCancelled
+from core.models.vae import (
+    VAE_PRESETS,
+    VAEConfig,
+    build_vae,
+    decode_latents,
+    encode_video,
+    iter_decode,
+    latent_shape,
+)
+
+
+@pytest.fixture(scope="module")
+def vae():
+    torch.manual_seed(0)
+    return build_vae("tiny")
+
+
+def clip(frames: int, seed: int = 0) -> torch.Tensor:
+    return torch.rand(1, 3, frames, 32, 32, generator=torch.Generator().manual_seed(seed)) * 2 - 1  # (1, 3, F, 32, 32)
+
+
+def latents(frames: int, batch: int = 1, seed: int = 0) -> torch.Tensor:
+    return torch.randn(batch, 4, frames, 4, 4, generator=torch.Generator().manual_seed(seed))  # (B, z, T, 4, 4)
+
+
+def reference_decode(vae, normalized: torch.Tensor) -> torch.Tensor:
+    """diffusers' own decode of Kelp-normalized latents."""
+    mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1)
+    std = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1)
+    with torch.no_grad():
+        return vae.decode(normalized * std + mean).sample
+
+
+@pytest.mark.parametrize("frames, latent_frames", [(1, 1), (9, 3)])
+def test_round_trip_shapes(vae, frames, latent_frames):
+    z = encode_video(vae, clip(frames))
+    assert z.shape == (1, 4, latent_frames, 4, 4)
+    assert z.shape[1:] == latent_shape(frames, 32, 32, z_dim=4)
+    assert decode_latents(vae, z).shape == (1, 3, frames, 32, 32)
+
+
+def test_encoding_is_causal(vae):
+    video = clip(9)
+    changed = video.clone()
+    changed[:, :, 5:] = clip(9, seed=1)[:, :, 5:]
+    before, after = encode_video(vae, video), encode_video(vae, changed)
+    assert torch.equal(before[:, :, :2], after[:, :, :2])  # latent 0 = frame 0, latent 1 = frames 1..4
+    assert not torch.allclose(before[:, :, 2], after[:, :, 2])
+
+
+def test_decoding_is_causal(vae):
+    z = latents(3)
+    changed = z.clone()
+    changed[:, :, 2] = latents(1, seed=1)[:, :, 0]
+    before, after = decode_latents(vae, z), decode_latents(vae, changed)
+    assert torch.equal(before[:, :, :5], after[:, :, :5])
+    assert not torch.allclose(before[:, :, 5:], after[:, :, 5:])
+
+
+def test_iter_decode_matches_diffusers_decode(vae):
+    z = latents(4, batch=2)
+    reference = reference_decode(vae, z)
+    chunks = list(iter_decode(vae, z, chunk_frames=1))
+    assert [c.shape[2] for c in chunks] == [1, 4, 4, 4]
+    assert torch.equal(torch.cat(chunks, dim=2), reference)
+
+
+@pytest.mark.parametrize("chunk_frames, sizes", [(2, [5, 8]), (3, [9, 4]), (10, [13])])
+def test_multi_frame_chunks_match_single_frame_chunks(vae, chunk_frames, sizes):
+    z = latents(4, batch=2)
+    chunks = list(iter_decode(vae, z, chunk_frames=chunk_frames))
+    assert [c.shape[2] for c in chunks] == sizes
+    torch.testing.assert_close(torch.cat(chunks, dim=2), decode_latents(vae, z), atol=1e-5, rtol=0)
+
+
+def test_decoded_pixels_are_in_range(vae):
+    pixels = decode_latents(vae, latents(3) * 10)  # large latents push an untrained decoder past [-1, 1]
+    assert pixels.min() >= -1.0 and pixels.max() <= 1.0
+
+
+def test_decode_undoes_the_latent_normalization():
+    torch.manual_seed(0)
+    plain = build_vae("tiny")
+    shifted = build_vae(VAEConfig(base_dim=8, z_dim=4, num_res_blocks=1, latents_mean=(1, -2, 3, 0.5),
+                                  latents_std=(2, 0.5, 1, 3)))
+    shifted.load_state_dict(plain.state_dict())
+    video = clip(5)
+    z_plain, z_shifted = encode_video(plain, video), encode_video(shifted, video)
+    assert not torch.allclose(z_plain, z_shifted)
+    torch.testing.assert_close(decode_latents(shifted, z_shifted), decode_latents(plain, z_plain))
+
+
+def test_cancel_stops_decoding_and_leaves_the_vae_reusable(vae):
+    z = latents(4)
+    cancel = threading.Event()
+    chunks = iter_decode(vae, z, cancel=cancel)
+    next(chunks)
+    cancel.set()
+    with pytest.raises(GenerationCancelled):
+        next(chunks)
+    assert all(entry is None for entry in vae._feat_map)
+    assert torch.equal(decode_latents(vae, z), reference_decode(vae, z))
+
+
+def test_sampling_the_posterior_is_seeded(vae):
+    video = clip(5)
+    first = encode_video(vae, video, sample=True, generator=torch.Generator().manual_seed(3))
+    again = encode_video(vae, video, sample=True, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(first, again)
+    assert not torch.equal(first, encode_video(vae, video))
+
+
+@pytest.mark.parametrize("frames, height, bad", [(8, 32, "num_frames"), (9, 60, "height")])
+def test_bad_sizes_name_the_argument_and_value(vae, frames, height, bad):
+    value = frames if bad == "num_frames" else height
+    with pytest.raises(ValueError, match=rf"`{bad}`.*got {value}"):
+        latent_shape(frames, height, 32, z_dim=4)
+    with pytest.raises(ValueError, match=rf"`{bad}` of `video`.*got {value}"):
+        encode_video(vae, torch.zeros(1, 3, frames, height, 32))
+
+
+def test_bad_decode_arguments_fail_at_the_call(vae):
+    with pytest.raises(ValueError, match="`latents`"):
+        iter_decode(vae, torch.zeros(1, 5, 2, 4, 4))
+    with pytest.raises(ValueError, match="`chunk_frames`.*0"):
+        iter_decode(vae, latents(2), chunk_frames=0)
+
+
+def test_unknown_preset_lists_the_known_ones():
+    with pytest.raises(ValueError, match="'nope'") as error:
+        build_vae("nope")
+    for name in VAE_PRESETS:
+        assert name in str(error.value)
+
+
+def test_config_fills_statistics_and_rejects_mismatches():
+    kwargs = VAEConfig(base_dim=8, z_dim=4, num_res_blocks=1).to_diffusers_kwargs()
+    assert kwargs["latents_mean"] == [0.0] * 4 and kwargs["latents_std"] == [1.0] * 4
+    assert kwargs["dim_mult"] == [1, 2, 4, 4]
+    with pytest.raises(ValueError, match="`latents_mean`"):
+        VAEConfig(base_dim=8, z_dim=4, num_res_blocks=1, latents_mean=(0.0,))
+    with pytest.raises(ValueError, match="`temperal_downsample`"):
+        VAEConfig(base_dim=8, z_dim=4, num_res_blocks=1, temperal_downsample=(True, True, True))
+
+
+def test_wan21_preset_is_diffusers_wan21_layout():
+    defaults = {
+        name: p.default for name, p in inspect.signature(AutoencoderKLWan.__init__).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+    kwargs = VAE_PRESETS["wan2.1"].to_diffusers_kwargs()
+    assert {name: defaults[name] for name in kwargs} == kwargs
+
+
+def test_save_and_load_through_safetensors(vae, tmp_path):
+    vae.save_pretrained(tmp_path, safe_serialization=True)
+    assert (tmp_path / "diffusion_pytorch_model.safetensors").exists()
+    loaded = AutoencoderKLWan.from_pretrained(tmp_path, use_safetensors=True).eval()
+    video = clip(5)
+    z = encode_video(vae, video)
+    assert torch.equal(encode_video(loaded, video), z)
+    assert torch.equal(decode_latents(loaded, z), decode_latents(vae, z))
