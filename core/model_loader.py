@@ -68,7 +68,10 @@ def resolve_model(spec: str, search_dirs: Sequence[Path] = (BUNDLED_MODELS_DIR,)
     for folder in candidates:
         if (folder / MODEL_INDEX).is_file():
             return _read_index(spec, folder)
-    raise ValueError(f"`model` {spec!r} is not a model folder or a known model; available: {list_models(search_dirs)}")
+    hint = " (the bundled model has not been trained into assets/ yet)" if spec == DEFAULT_MODEL else ""
+    raise ValueError(
+        f"`model` {spec!r} is not a model folder or a known model{hint}; available: {list_models(search_dirs)}"
+    )
 
 
 def _read_index(name: str, folder: Path) -> ModelSource:

@@ -44,3 +44,8 @@ def test_bad_input_exits_2_with_a_named_field(tmp_path):
     assert not (tmp_path / "a.mp4").exists()
     done = launch("generate", "--model", "nope", "--prompt", "x", "--out", str(tmp_path / "a.mp4"))
     assert done.returncode == 2 and "`model` 'nope'" in done.stderr
+
+
+def test_no_subcommand_says_what_to_do():
+    done = launch()
+    assert done.returncode == 2 and "launch.py generate --help" in done.stderr
