@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -61,7 +62,7 @@ def machine_info(device: torch.device) -> dict:
     git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
     return {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.executable).name, "-m", "bench.generate", *sys.argv[1:]]),
+        "command": " ".join([os.path.relpath(sys.executable), "-m", "bench.generate", *sys.argv[1:]]),
         "git_commit": git.stdout.strip() if git.returncode == 0 else None,
         "device": str(device), "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "cpu": next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), None),
@@ -156,8 +157,10 @@ def run_peer(engine: Engine, pipe: WanPipeline, request: GenerationRequest, fold
             "decode_write_s": done - step_ends[-1], "write_s": done - decoded, "total_s": done - started}
 
 
-def medians(runs: list[dict]) -> dict:
-    return {k: statistics.median(r[k] for r in runs) for k in COLUMNS}
+def summarize(transformer: torch.nn.Module, cold: dict, runs: list[dict], **extra) -> dict:
+    median = {k: statistics.median(r[k] for r in runs) for k in COLUMNS}
+    return {"transformer_params": params(transformer), "median": median, **extra, "cold": cold, "runs": runs,
+            "config": dict(transformer.config)}
 
 
 def table(results: dict) -> str:
@@ -172,15 +175,14 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
-METHOD = {
-    "s_per_step": "sampling_s / steps; sampling_s is the whole denoising loop (model calls, guidance, scheduler). "
-                  "Peer: from its first transformer call to callback_on_step_end of the last step.",
-    "transformer_s_per_step": "wall time inside transformer forward calls (forward hooks) / steps. Kelp batches "
-                              "cond+uncond into one call of batch 2; WanPipeline makes two calls of batch 1.",
-    "decode_write_s": "Kelp: the engine's timing (streams chunks to ffmpeg). Peer: end of the last step to the mp4 "
-                      "written (VAE decode, postprocess to np, write_video).",
-    "runs": "one warm-up run each (reported as cold), then `repeats` runs alternating kelp and peer; medians. "
-            "Kelp cold includes model build and MiniLM load; peer cold_total_s includes building its transformer.",
+METHOD = {  # what each number means, written into the JSON
+    "s_per_step": "sampling_s / steps, sampling_s = the denoising loop (model calls, guidance, scheduler); peer: "
+                  "first transformer call to callback_on_step_end of the last step",
+    "transformer_s_per_step": "time inside transformer forward (hooks) / steps; Kelp makes one call of batch 2 "
+                              "(cond+uncond), WanPipeline two of batch 1",
+    "decode_write_s": "Kelp: engine timing (streams to ffmpeg); peer: last step to mp4 written (decode, np, write)",
+    "runs": "one cold run each (Kelp: model build + MiniLM load; peer: + transformer build), then `repeats` runs "
+            "alternating Kelp and peer; medians",
 }
 
 
@@ -199,13 +201,10 @@ def measure(engine: Engine, request: GenerationRequest, repeats: int) -> dict:
         for _ in range(repeats):
             runs["kelp"].append(run_kelp(engine, request, folder))
             runs[PEER].append(run_peer(engine, pipe, request, folder))
-    kelp_transformer = engine.model(engine.validate(request).model).transformer
-    kelp = {"transformer_params": params(kelp_transformer), "median": medians(runs["kelp"]),
-            "cold_total_s": cold.timings["total_s"], "cold_load_s": cold.timings["load_s"], "cold": cold.timings,
-            "runs": runs["kelp"], "config": dict(kelp_transformer.config)}
-    peer = {"transformer_params": params(pipe.transformer), "median": medians(runs[PEER]),
-            "cold_total_s": peer_build_s + peer_cold["total_s"], "build_s": peer_build_s, "cold": peer_cold,
-            "runs": runs[PEER], "config": dict(pipe.transformer.config)}
+    kelp = summarize(engine.model(engine.validate(request).model).transformer, cold.timings, runs["kelp"],
+                     cold_total_s=cold.timings["total_s"], cold_load_s=cold.timings["load_s"])
+    peer = summarize(pipe.transformer, peer_cold, runs[PEER], cold_total_s=peer_build_s + peer_cold["total_s"],
+                     build_s=peer_build_s)
     return {"shift": shift, "vae_params": params(pipe.vae), "kelp": kelp, PEER: peer,
             "ratio_kelp_over_peer": {k: kelp["median"][k] / peer["median"][k] for k in COLUMNS}}
 
@@ -219,11 +218,10 @@ def main() -> None:
     engine = Engine(device=args.device)
     request = GenerationRequest(prompt=PROMPT, negative_prompt=NEGATIVE, model=model, seed=SEED, steps=args.steps)
     request = engine.validate(request).request  # every default filled in, so both sides read the same numbers
-    settings = {k: getattr(request, k) for k in ("width", "height", "num_frames", "fps", "steps", "guidance_scale",
-                                                 "sampler")}
-    print(f"model: {model_note}; {settings}; {args.repeats} repeats")
+    settings = {k: getattr(request, k) for k in ("width", "height", "num_frames", "fps", "steps", "guidance_scale")}
+    print(f"model: {model_note}; {settings}, {request.sampler}; {args.repeats} repeats")
     results = {**machine_info(engine.device), "model": model, "model_note": model_note,
-               "settings": {**settings, "repeats": args.repeats}, "method": METHOD}
+               "settings": {**settings, "sampler": request.sampler, "repeats": args.repeats}, "method": METHOD}
     results.update(measure(engine, request, args.repeats))
     print(table(results))
     out = Path(args.out or f"bench/results/generate-{engine.device.type}.json")

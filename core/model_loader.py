@@ -93,7 +93,9 @@ def load_model(source: ModelSource, device: torch.device | str = "cpu", dtype: t
         transformer = KelpVideoTransformer.from_pretrained(source.folder / "transformer", use_safetensors=True)
         vae = _load_vae(source.folder / "vae")
         weights_hash = _files_hash(sorted(source.folder.rglob("*.safetensors")))
-    transformer = transformer.to(device=device, dtype=dtype).eval()
+    transformer = transformer.to(device=device).eval()
+    if dtype != transformer.dtype:
+        transformer = transformer.to(dtype=dtype)
     vae = vae.to(device=device).eval()  # the VAE stays in float32: it is small and precision-sensitive
     return LoadedModel(source, transformer, vae, weights_hash)
 

@@ -98,7 +98,9 @@ class Engine:
 
     def text_encoder(self, name: str) -> TextEncoder:
         if name not in self._text_encoders:
-            self._text_encoders[name] = build_text_encoder(name, device=str(self.device))
+            encoder = build_text_encoder(name, device=str(self.device))
+            encoder.encode([""])  # load now, so that loading time is reported as loading, not as encoding
+            self._text_encoders[name] = encoder
         return self._text_encoders[name]
 
     def sample(
