@@ -1,0 +1,1 @@
+"""Training data: the procedural toy world the bundled model learns from."""
