@@ -34,6 +34,16 @@ def _read_shots(path: str):
         raise ValueError(f"`--shots` {path!r}: every shot needs {err}") from err
 
 
+def _parse_lora(text: str):
+    """`PATH` or `PATH:STRENGTH` (the last colon splits, so Windows drive letters survive)."""
+    from core.request import LoraSpec
+
+    path, sep, strength = text.rpartition(":")
+    if sep and path and strength.replace(".", "", 1).isdigit():
+        return LoraSpec(path=path, strength=float(strength))
+    return LoraSpec(path=text)
+
+
 def build_request(args: argparse.Namespace):
     from core.request import GenerationRequest
 
@@ -52,6 +62,7 @@ def build_request(args: argparse.Namespace):
         guidance_scale=args.guidance, sampler=args.sampler, shift=args.shift, seed=args.seed,
         image=args.image, last_image=args.last_image, extend_video=args.extend,
         extend_context_frames=args.context_frames, shots=shots,
+        loras=tuple(_parse_lora(text) for text in args.lora),
     )
 
 
@@ -113,6 +124,8 @@ def parser() -> argparse.ArgumentParser:
     gen.add_argument("--extend", help="a clip to continue; the result holds the clip and its continuation")
     gen.add_argument("--context-frames", type=int, default=5, help="frames of --extend's end to continue from (1 + 4k)")
     gen.add_argument("--shots", help='JSON file: {"subject": "...", "shots": [{"prompt": "...", "num_frames": 17}]}')
+    gen.add_argument("--lora", action="append", default=[], metavar="PATH[:STRENGTH]",
+                     help="a fine-tuned LoRA (.safetensors), strength 0 to 4 (default 1); repeat for several")
     gen.add_argument("--out", required=True, help="output .mp4 path (a .json sidecar is written beside it)")
     gen.add_argument("--gif", action="store_true", help="also write a GIF beside the mp4")
     gen.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")

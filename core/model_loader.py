@@ -42,6 +42,7 @@ class LoadedModel:
     transformer: KelpVideoTransformer
     vae: torch.nn.Module
     weights_hash: str  # sha256 of the weights, recorded with every generation
+    applied_loras: tuple = ()  # (path, mtime_ns, strength) of the LoRAs the transformer carries now
 
 
 def list_models(search_dirs: Sequence[Path] = (BUNDLED_MODELS_DIR,)) -> list[str]:
@@ -144,6 +145,10 @@ def save_model(
     }
     (folder / MODEL_INDEX).write_text(json.dumps(index, indent=2))
     return folder
+
+
+def file_sha256(path: Path) -> str:
+    return _files_hash([path])
 
 
 def _files_hash(paths: list[Path]) -> str:

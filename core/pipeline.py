@@ -20,9 +20,10 @@ import torch.nn.functional as F
 
 from core.cancellation import check_cancel
 from core.conditioning import Condition, build_condition, video_tensor_to_frames
-from core.model_loader import BUNDLED_MODELS_DIR, LoadedModel, ModelSource, load_model
+from core.lora import load_lora, unload_loras
+from core.model_loader import BUNDLED_MODELS_DIR, LoadedModel, ModelSource, file_sha256, load_model
 from core.models.vae import iter_decode
-from core.request import GenerationRequest, ValidatedRequest, validate_request
+from core.request import GenerationRequest, LoraSpec, ValidatedRequest, validate_request
 from core.sampling import classifier_free_guidance, model_calls, resolution_shift, sample_flow
 from core.text.encoder import TextEncoder, build_text_encoder
 from core.video_io import write_gif, write_sidecar, write_video_stream
@@ -96,6 +97,17 @@ class Engine:
             self._models[key] = load_model(source, self.device, self.dtype)
         return self._models[key]
 
+    def _apply_loras(self, loaded: LoadedModel, loras: tuple[LoraSpec, ...]) -> None:
+        """Make the transformer carry exactly the request's LoRAs (reloaded only when they change)."""
+        wanted = tuple((str(Path(l.path).resolve()), Path(l.path).stat().st_mtime_ns, l.strength) for l in loras)
+        if loaded.applied_loras == wanted:
+            return
+        unload_loras(loaded.transformer)
+        loaded.applied_loras = ()
+        for index, lora in enumerate(loras):
+            load_lora(loaded.transformer, lora.path, lora.strength, adapter_name=f"lora_{index}")
+        loaded.applied_loras = wanted
+
     def text_encoder(self, name: str) -> TextEncoder:
         if name not in self._text_encoders:
             encoder = build_text_encoder(name, device=str(self.device))
@@ -119,6 +131,7 @@ class Engine:
 
         report("loading", 0, 1)
         loaded = self.model(validated.model)
+        self._apply_loras(loaded, r.loras)
         encoder = self.text_encoder(validated.model.text_encoder)
         timings["load_s"] = time.perf_counter() - started
 
@@ -244,6 +257,9 @@ class Engine:
                 "weights_sha256": sampled.model.weights_hash,
                 "text_encoder": validated.model.text_encoder,
             },
+            "loras": [
+                {"path": str(l.path), "strength": l.strength, "sha256": file_sha256(Path(l.path))} for l in r.loras
+            ],
             "settings": {"shift": sampled.shift, "model_calls": model_calls(r.sampler, r.steps), "dtype": str(self.dtype)},
             "output": {"width": r.width, "height": r.height, "fps": r.fps, "generated_frames": r.total_frames},
             "device": {"type": self.device.type, "torch": torch.__version__, "python": platform.python_version()},

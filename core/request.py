@@ -20,6 +20,7 @@ from typing import Any
 
 from PIL import Image
 
+from core.lora import check_lora_file
 from core.model_loader import DEFAULT_MODEL, ModelSource, resolve_model
 from core.sampling import SAMPLERS
 
@@ -32,6 +33,12 @@ MAX_SEED = 2**63 - 1
 class ShotSpec:
     prompt: str
     num_frames: int  # 1 + 4k
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    path: str  # a .safetensors LoRA written by Kelp's fine-tuning
+    strength: float = 1.0  # 0: no effect, 1: as trained, above 1: exaggerated
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,7 @@ class GenerationRequest:
     extend_video: str | None = None
     extend_context_frames: int = 5  # 1 + 4k frames of the clip's end that the new window starts from
     shots: tuple[ShotSpec, ...] = ()
+    loras: tuple[LoraSpec, ...] = ()
 
     @property
     def task(self) -> str:
@@ -80,6 +88,7 @@ class GenerationRequest:
             raise ValueError(f"unknown request fields {unknown}; known: {sorted(known)}")
         data = dict(data)
         data["shots"] = tuple(ShotSpec(**s) if isinstance(s, dict) else s for s in data.get("shots") or ())
+        data["loras"] = tuple(LoraSpec(**s) if isinstance(s, dict) else s for s in data.get("loras") or ())
         return cls(**data)
 
 
@@ -166,6 +175,7 @@ def validate_request(request: GenerationRequest, search_dirs=None) -> ValidatedR
         guidance_scale=d.guidance_scale if request.guidance_scale is None else request.guidance_scale,
         sampler=d.sampler if request.sampler is None else request.sampler,
         shots=tuple(request.shots),
+        loras=tuple(request.loras),
     )
     _check_prompt("prompt", r.prompt, required=not r.shots)
     _check_prompt("negative_prompt", r.negative_prompt, required=False)
@@ -202,6 +212,10 @@ def validate_request(request: GenerationRequest, search_dirs=None) -> ValidatedR
         _check_frames("num_frames", r.num_frames, d.max_frames)
         shot_frames = (r.num_frames,)
 
+    for i, lora in enumerate(r.loras):
+        if not isinstance(lora, LoraSpec):
+            raise _bad(f"loras[{i}]", lora, "must be a LoraSpec(path, strength)")
+        check_lora_file(f"loras[{i}]", lora.path, lora.strength)
     if r.image is not None:
         check_image_file("image", r.image)
     if r.last_image is not None:
