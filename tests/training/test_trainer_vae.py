@@ -1,0 +1,71 @@
+"""VAE training on the tiny preset: images then clips, the GAN term from its start step, and latent statistics
+that make the engine's normalized latents about unit variance."""
+
+import csv
+import math
+
+import pytest
+import torch
+from accelerate.state import AcceleratorState
+
+from core.models.vae import encode_video
+from training.config import parse_recipe
+from training.datasets import build_dataset
+from training.export import load_vae
+from training.vae_losses import PatchDiscriminator3D, edge_loss, ssim, structural_loss
+from training.vae_trainer import VAETrainer
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    output = tmp_path_factory.mktemp("vae") / "run"
+    recipe = parse_recipe({
+        "kind": "vae", "name": "vae-tiny", "output_dir": str(output), "model": {"preset": "tiny"},
+        "data": {"batch_size": 2, "options": {"length": 6}}, "optim": {"learning_rate": 1e-3, "warmup_steps": 1,
+                                                                     "ema_decay": 0.5},
+        "vae_loss": {"adversarial": 0.1, "adversarial_start": 2, "latent_stats_samples": 6},
+        "checkpoint": {"interval": 100},
+        "stages": [{"steps": 2, "width": 32, "height": 32, "frames": 1},
+                   {"steps": 2, "width": 32, "height": 32, "frames": 5}],
+    })  # fmt: skip
+    AcceleratorState._reset_state(reset_partial_state=True)
+    trainer = VAETrainer(recipe)
+    before = {name: p.detach().clone() for name, p in trainer.vae.named_parameters()}
+    trainer.train()
+    return trainer, before, output
+
+
+def test_training_logs_every_loss_and_starts_the_gan_on_time(trained):
+    trainer, before, output = trained
+    rows = list(csv.DictReader(open(output / "metrics.csv")))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
+    for row in rows:
+        assert all(math.isfinite(float(row[k])) for k in ("loss", "l1", "kl", "ssim", "edge", "psnr"))
+    assert [bool(r["disc"]) for r in rows] == [False, False, True, True]
+    changed = sum(not torch.equal(p, before[n]) for n, p in trainer.vae.named_parameters())
+    assert changed == len(before)
+    assert (output / "checkpoints" / "step-000004" / "state.json").is_file()
+
+
+def test_exported_vae_normalizes_training_latents_to_unit_variance(trained):
+    _, _, output = trained
+    vae = load_vae(str(output / "vae"))
+    assert len(vae.config.latents_mean) == len(vae.config.latents_std) == 4
+    data = build_dataset("synthetic", width=32, height=32, num_frames=5, seed=0, options={"length": 6})
+    latents = encode_video(vae, torch.stack([data[i]["video"] for i in range(6)]))  # (6, 4, 2, 4, 4)
+    assert torch.allclose(latents.mean(dim=(0, 2, 3, 4)), torch.zeros(4), atol=1e-3)
+    assert torch.allclose(latents.std(dim=(0, 2, 3, 4), unbiased=False), torch.ones(4), atol=1e-3)
+
+
+def test_structural_losses():
+    video = torch.rand(2, 3, 5, 16, 16) * 2 - 1
+    assert ssim(video[:, :, 0], video[:, :, 0]).item() == pytest.approx(1.0, abs=1e-5)
+    assert structural_loss(video, video).item() == pytest.approx(0.0, abs=1e-5)
+    blurred = torch.nn.functional.avg_pool3d(video, (1, 3, 3), 1, (0, 1, 1))
+    assert structural_loss(blurred, video) > 0.1 and edge_loss(blurred, video) > edge_loss(video, video) == 0
+
+
+def test_patch_discriminator_scores_images_and_clips():
+    disc = PatchDiscriminator3D(channels=8)
+    assert disc(torch.zeros(2, 3, 1, 32, 32)).shape == (2, 1, 1, 4, 4)
+    assert disc(torch.zeros(1, 3, 5, 32, 32)).shape == (1, 1, 5, 4, 4)

@@ -1,0 +1,89 @@
+"""Torch datasets over the toy world: item i is always the same clip, rendered on demand.
+
+Videos come as float tensors (3, F, H, W) in [-1, 1], the layout Kelp's VAE encodes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from training.data.toy_world.clips import toy_clip, toy_shots
+
+
+def clip_seed(seed: int, index: int) -> int:
+    """The toy-world seed of item `index` of a dataset seeded `seed` (independent streams per item)."""
+    return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def frames_to_tensor(frames: np.ndarray) -> torch.Tensor:
+    """uint8 (T, H, W, 3) frames -> float32 (3, T, H, W) in [-1, 1]."""
+    video = torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2)  # (3, T, H, W)
+    return video.float().div_(127.5).sub_(1.0)
+
+
+class ToyWorldDataset(Dataset):
+    """`length` toy clips; item i is toy_clip(clip_seed(seed, i), ...) as {"video", "caption", "truth"}."""
+
+    def __init__(
+        self,
+        seed: int,
+        length: int,
+        *,
+        width: int = 128,
+        height: int = 128,
+        num_frames: int = 17,
+        fps: float = 8.0,
+        kind: str | None = None,
+        held_out: bool = False,
+    ) -> None:
+        if length < 1:
+            raise ValueError(f"`length` must be at least 1 but is {length!r}")
+        self.seed, self.length = seed, length
+        self.clip_args: dict[str, Any] = dict(width=width, height=height, num_frames=num_frames, fps=fps, kind=kind, held_out=held_out)
+        toy_clip(clip_seed(seed, 0), **self.clip_args)  # fail now, not in a worker, on bad arguments
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not -self.length <= index < self.length:
+            raise IndexError(f"index {index} out of range for {self.length} clips")
+        clip = toy_clip(clip_seed(self.seed, index % self.length), **self.clip_args)
+        return {"video": frames_to_tensor(clip.frames), "caption": clip.caption, "truth": clip.truth}
+
+
+class ToyShotsDataset(Dataset):
+    """`length` multi-shot samples as {"videos": [(3, F_i, H, W)], "captions", "subject", "truth"}."""
+
+    def __init__(self, seed: int, length: int, **shot_args: Any) -> None:
+        if length < 1:
+            raise ValueError(f"`length` must be at least 1 but is {length!r}")
+        self.seed, self.length, self.shot_args = seed, length, shot_args
+        toy_shots(clip_seed(seed, 0), **shot_args)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not -self.length <= index < self.length:
+            raise IndexError(f"index {index} out of range for {self.length} samples")
+        sample = toy_shots(clip_seed(self.seed, index % self.length), **self.shot_args)
+        return {
+            "videos": [frames_to_tensor(s.frames) for s in sample.shots],
+            "captions": [s.caption for s in sample.shots],
+            "subject": sample.subject,
+            "truth": [s.truth for s in sample.shots],
+        }
+
+
+def collate_clips(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Batch ToyWorldDataset items: videos stacked (B, 3, F, H, W), captions and truths as lists."""
+    return {
+        "video": torch.stack([item["video"] for item in items]),
+        "caption": [item["caption"] for item in items],
+        "truth": [item["truth"] for item in items],
+    }

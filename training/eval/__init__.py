@@ -1,0 +1,1 @@
+"""Evaluation: explainable detectors and metrics that score generated toy-world clips."""

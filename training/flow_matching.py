@@ -1,0 +1,49 @@
+"""Flow-matching training maths, in the convention of core/sampling.py (rectified flow, as SD3 and Wan):
+x_sigma = (1 - sigma) * x0 + sigma * noise, the model predicts v = noise - x0, and timestep = 1000 * sigma.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from core.models.presets import GenerationDefaults
+from core.sampling import resolution_shift
+
+
+def shift_sigmas(sigmas: torch.Tensor, shift: float) -> torch.Tensor:
+    """diffusers' FlowMatchEulerDiscreteScheduler shift: more of the schedule at high noise for shift > 1."""
+    return shift * sigmas / (1 + (shift - 1) * sigmas)
+
+
+def sample_sigmas(
+    batch: int, *, logit_mean: float, logit_std: float, shift: float, generator: torch.Generator
+) -> torch.Tensor:
+    """(batch,) noise levels in (0, 1): logit-normal (SD3, Esser et al. 2024) then shifted like the sampler."""
+    logits = torch.randn(batch, generator=generator) * logit_std + logit_mean
+    return shift_sigmas(torch.sigmoid(logits), shift)
+
+
+def training_shift(shift: float | None, defaults: GenerationDefaults, num_video_tokens: int) -> float:
+    """The shift to train a size with: the recipe's, or the one the engine samples that size with."""
+    if shift is not None:
+        return shift
+    return resolution_shift(num_video_tokens, defaults.shift, defaults.shift_base_tokens)
+
+
+def noisy_latents(latents: torch.Tensor, noise: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
+    sigma = sigmas.view(-1, *([1] * (latents.ndim - 1)))  # (B, 1, 1, 1, 1)
+    return (1 - sigma) * latents + sigma * noise
+
+
+def velocity_target(latents: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    return noise - latents
+
+
+def masked_mse(prediction: torch.Tensor, target: torch.Tensor, given_mask: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the frames the model must make; given frames (mask 1) do not count.
+
+    prediction, target: (B, C, T, h, w); given_mask: (B, 1, T, h, w).
+    """
+    weight = 1.0 - given_mask.float()
+    squared = (prediction.float() - target.float()).pow(2) * weight  # (B, C, T, h, w)
+    return squared.sum() / (weight.sum() * prediction.shape[1]).clamp(min=1.0)

@@ -1,0 +1,109 @@
+"""What the DiT and VAE trainers share: the accelerator, the optimizer and LR schedule, per-process state for
+checkpoints, the output folder, and frozen-model loading."""
+
+from __future__ import annotations
+
+import logging
+import math
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DistributedDataParallelKwargs, gather_object
+from diffusers.optimization import get_scheduler
+
+from training.checkpointing import global_rng_state, latest_checkpoint, set_global_rng_state
+from training.config import OptimSettings, Recipe
+
+logger = logging.getLogger("training")
+
+
+def make_accelerator(recipe: Recipe) -> Accelerator:
+    if recipe.model.mixed_precision == "fp16" and not torch.cuda.is_available():
+        raise ValueError("`model.mixed_precision` 'fp16' needs a CUDA GPU; use 'bf16' or 'no' on CPU, got 'fp16'")
+    return Accelerator(
+        # Without a GPU, processes started by `accelerate launch --multi_gpu` / torchrun join one gloo group.
+        cpu=not torch.cuda.is_available(),
+        mixed_precision=recipe.model.mixed_precision,
+        gradient_accumulation_steps=recipe.optim.gradient_accumulation_steps,
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)],
+    )
+
+
+def build_optimizer(params: list[torch.nn.Parameter], optim: OptimSettings, total_steps: int, lr: float | None = None):
+    """AdamW and its LR schedule (linear warm-up, then constant or cosine), stepped once per optimizer step."""
+    optimizer = torch.optim.AdamW(params, lr=lr or optim.learning_rate, betas=optim.adam_betas, eps=optim.adam_eps,
+                                  weight_decay=optim.weight_decay)
+    name = "constant_with_warmup" if optim.lr_schedule == "constant" else "cosine"
+    scheduler = get_scheduler(name, optimizer, num_warmup_steps=optim.warmup_steps, num_training_steps=total_steps)
+    return optimizer, scheduler
+
+
+def clip_norm(optim: OptimSettings) -> float:
+    return optim.grad_clip if optim.grad_clip > 0 else math.inf  # inf: measure the norm, never clip
+
+
+def gather_per_process(accelerator: Accelerator, state: dict) -> list[dict]:
+    """Every process's `state`, in rank order, on every process."""
+    if accelerator.num_processes == 1:
+        return [state]
+    return gather_object([state])
+
+
+def process_state(generator: torch.Generator, streams: dict) -> dict:
+    """What differs between processes and must come back on resume: RNG states and data positions."""
+    return {"generator": generator.get_state(), "rng": global_rng_state(),
+            "streams": {name: stream.position for name, stream in streams.items()}}
+
+
+def restore_process_state(state: dict, generator: torch.Generator) -> dict[str, int]:
+    """Set the RNGs from `state`; return the data positions."""
+    generator.set_state(state["generator"])
+    set_global_rng_state(state["rng"])
+    return state["streams"]
+
+
+@contextmanager
+def rng_preserved():
+    """Run a block (validation, exports) without moving any global RNG the training run depends on."""
+    state = global_rng_state()
+    try:
+        yield
+    finally:
+        set_global_rng_state(state)
+
+
+def checkpoint_to_resume(output_dir: Path, resume: bool) -> Path | None:
+    """The newest checkpoint under output_dir when resuming; refuses to train over an earlier run otherwise."""
+    latest = latest_checkpoint(output_dir / "checkpoints")
+    if resume:
+        if latest is None:
+            logger.warning("--resume: no checkpoint in %s, starting from step 0", output_dir / "checkpoints")
+        return latest
+    if latest is not None:
+        raise ValueError(f"`output_dir` {str(output_dir)!r} already holds checkpoints; pass --resume to continue "
+                         f"that run or choose another --output-dir")
+    return None
+
+
+def check_world_size(state: dict, accelerator: Accelerator, path: Path) -> None:
+    saved = len(state["processes"])
+    if saved != accelerator.num_processes:
+        raise ValueError(f"checkpoint {str(path)!r} was written by {saved} processes; exact resume needs the same "
+                         f"number, got {accelerator.num_processes}")
+
+
+def trainable_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: p.detach() for name, p in module.named_parameters() if p.requires_grad}
+
+
+def load_trainable_state(module: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    expected = set(trainable_state(module))
+    if set(state) != expected:
+        missing, extra = sorted(expected - set(state))[:3], sorted(set(state) - expected)[:3]
+        raise ValueError(f"checkpoint weights do not fit this model: missing {missing}, unexpected {extra}")
+    with torch.no_grad():
+        params = dict(module.named_parameters())
+        for name, value in state.items():
+            params[name].copy_(value)

@@ -1,0 +1,188 @@
+"""What the transformer is trained on: dataset items turned into latents, captions and given frames, per task.
+
+One model serves every task, told apart only by which latent frames are given (core/conditioning.py):
+T2V gives none, I2V frame 0, first+last frames 0 and T-1, extension the first k, and a multi-shot sample is
+several shots (each its own clip for the VAE) concatenated in time with a caption per shot.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from core.models.vae import encode_video
+from training.datasets import item_video
+
+SINGLE_SHOT_TASKS = ("t2v", "i2v", "first_last", "extend")
+# The engine fills the frames between a first and a last image with mid-grey uint8 127 before encoding.
+_MID_GREY = 127 / 127.5 - 1
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class DiTBatch:
+    latents: torch.Tensor  # (B, C, T, h, w) clean normalized latents
+    condition_latents: torch.Tensor  # (B, C, T, h, w) clean latents of the given frames, zeros elsewhere
+    condition_mask: torch.Tensor  # (B, 1, T, h, w) 1 on given latent frames
+    text: torch.Tensor  # (B, L, D) caption embeddings, shot after shot
+    text_mask: torch.Tensor  # (B, L) bool
+    tasks: list[str]  # per sample
+    shot_latent_frames: list[int] | None = None  # multi-shot layout; None: one shot
+    text_lengths: list[int] | None = None
+
+    def to(self, device) -> "DiTBatch":
+        move = {k: v.to(device) for k, v in vars(self).items() if isinstance(v, torch.Tensor)}
+        return DiTBatch(**{**vars(self), **move})
+
+
+def draw_task(ratios: dict[str, float], generator: torch.Generator) -> str:
+    """A task name drawn with probability proportional to its ratio."""
+    names = [name for name, ratio in ratios.items() if ratio > 0]
+    weights = torch.tensor([ratios[name] for name in names], dtype=torch.float64)
+    return names[int(torch.multinomial(weights, 1, generator=generator))]
+
+
+def given_latent_frames(task: str, latent_frames: int, generator: torch.Generator) -> list[int]:
+    """Indices of the latent frames a task gives the model."""
+    if task == "i2v":
+        return [0]
+    if task == "first_last":
+        return [0, latent_frames - 1]
+    if task == "extend":
+        count = int(torch.randint(1, latent_frames, (1,), generator=generator))  # 1 .. T-1 context frames
+        return list(range(count))
+    return []
+
+
+def first_last_window(video: torch.Tensor) -> torch.Tensor:
+    """The clip the engine encodes for a first+last request: the two end frames, mid-grey between. (3, F, H, W)"""
+    window = torch.full_like(video, _MID_GREY)
+    window[:, 0], window[:, -1] = video[:, 0], video[:, -1]
+    return window
+
+
+class CaptionEmbeddings:
+    """Caption -> (L, D) text embeddings, computed once per caption and kept in memory.
+
+    Each caption is encoded alone: padding in a shared call changes the numbers slightly, and a cache whose
+    contents depended on which captions arrived together would break bit-exact resume.
+    """
+
+    def __init__(self, encoder):
+        self.encoder = encoder
+        self._cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def get(self, caption: str) -> tuple[torch.Tensor, torch.Tensor]:
+        if caption not in self._cache:
+            encoded = self.encoder.encode([caption])
+            self._cache[caption] = (encoded.embeddings[0].cpu(), encoded.mask[0].cpu())  # (L, D), (L,)
+        return self._cache[caption]
+
+    def stack(self, captions: list[str], length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, L, D) and (B, L) for `captions`, padded to `length` (default: the longest)."""
+        pairs = [self.get(c) for c in captions]
+        length = length or max(e.shape[0] for e, _ in pairs)
+        text = torch.stack([F.pad(e, (0, 0, 0, length - e.shape[0])) for e, _ in pairs])
+        mask = torch.stack([F.pad(m, (0, length - m.shape[0]), value=False) for _, m in pairs])
+        return text, mask
+
+
+class BatchBuilder:
+    """Encodes items with the frozen VAE and text encoder and applies each sample's task."""
+
+    def __init__(self, *, vae, text_encoder, caption_dropout: float, cache_latents: bool):
+        self.vae = vae
+        self.captions = CaptionEmbeddings(text_encoder)
+        self.caption_dropout = caption_dropout
+        self.cache_latents = cache_latents
+        self._latents: dict[tuple, torch.Tensor] = {}
+
+    def clear_cache(self) -> None:
+        """Forget cached latents (call when the data changes, e.g. at a new stage)."""
+        self._latents.clear()
+
+    def single(self, items: list[dict], keys: list, tasks: list[str], size: tuple[int, int, int],
+               generator: torch.Generator) -> DiTBatch:
+        """A batch of one-shot samples; `keys` identify items for the latent cache, size is (frames, h, w)."""
+        latents = torch.stack(self._encode(items, keys, size))  # (B, C, T, h, w)
+        masks = torch.zeros_like(latents[:, :1])  # (B, 1, T, h, w)
+        for sample, task in enumerate(tasks):
+            masks[sample, :, given_latent_frames(task, latents.shape[2], generator)] = 1
+        condition = latents.clone()
+        # First+last: the engine encodes [first, mid-grey..., last], so the last latent frame is not the clip's.
+        windowed = [i for i, task in enumerate(tasks) if task == "first_last" and "video" in items[i]]
+        if windowed:
+            windows = [{"video": first_last_window(item_video(items[i], f"dataset item {keys[i]}", *size))}
+                       for i in windowed]
+            condition[windowed] = torch.stack(self._encode(windows, [(*keys[i], "first_last") for i in windowed], size))
+        text, text_mask = self.captions.stack([self._dropped(item["caption"], generator) for item in items])
+        return DiTBatch(latents, condition * masks, masks, text, text_mask, tasks)
+
+    def multishot(self, items: list[dict], keys: list, size: tuple[int, int, int],
+                  generator: torch.Generator) -> DiTBatch:
+        """A batch of multi-shot samples, T2V: each shot encoded as its own clip, latents joined in time.
+
+        The model takes one shot layout per call, so items whose shot lengths differ from the first are left out.
+        """
+        _, height, width = size
+        layout = _shot_frames(items[0])
+        kept = [(item, key) for item, key in zip(items, keys) if _shot_frames(item) == layout]
+        if len(kept) < len(items):
+            logger.warning("left out %d multi-shot items whose shot lengths differ from %s", len(items) - len(kept),
+                           layout)
+        shots = [torch.stack(self._encode([item["shots"][i] for item, _ in kept], [(*key, i) for _, key in kept],
+                                          (frames, height, width)))
+                 for i, frames in enumerate(layout)]  # per shot (B, C, T_i, h, w)
+        latents = torch.cat(shots, dim=2)  # (B, C, sum T_i, h, w)
+        captions = []
+        for item, _ in kept:
+            drop = self._drop(generator)  # all shots together, like the engine's per-shot negative prompt
+            captions.append(["" if drop else shot["caption"] for shot in item["shots"]])
+        # Like the engine: every shot's caption padded to the encoder's max_length, so shots never shift each other.
+        length = self.captions.encoder.max_length
+        per_shot = [self.captions.stack(list(shot_captions), length) for shot_captions in zip(*captions)]
+        text = torch.cat([t for t, _ in per_shot], dim=1)  # (B, shots * L, D)
+        text_mask = torch.cat([m for _, m in per_shot], dim=1)
+        shot_latent_frames = [1 + (frames - 1) // 4 for frames in layout]
+        return DiTBatch(latents, torch.zeros_like(latents), torch.zeros_like(latents[:, :1]), text, text_mask,
+                        ["multishot"] * len(kept), shot_latent_frames, [length] * len(layout))
+
+    def _encode(self, items: list[dict], keys: list, size: tuple[int, int, int]) -> list[torch.Tensor]:
+        """Normalized latents (C, T, h, w) per item: given, cached, or encoded now.
+
+        Uncached clips are encoded in one batch. Cached clips are encoded one per call, so a cached value does not
+        depend on which clips shared its batch (after a resume the cache refills in a different order).
+        """
+        out: list[torch.Tensor | None] = [None] * len(items)
+        todo = []
+        for i, (item, key) in enumerate(zip(items, keys)):
+            if "latents" in item:
+                out[i] = item["latents"].float()
+            elif self.cache_latents and key in self._latents:
+                out[i] = self._latents[key]
+            else:
+                todo.append(i)
+        videos = {i: item_video(items[i], f"dataset item {keys[i]}", *size) for i in todo}
+        groups = [[i] for i in todo] if self.cache_latents else [todo]
+        for group in filter(None, groups):
+            encoded = encode_video(self.vae, torch.stack([videos[i] for i in group]))  # (b, C, T, h, w)
+            for i, latents in zip(group, encoded.cpu()):
+                out[i] = latents
+                if self.cache_latents:
+                    self._latents[keys[i]] = latents
+        return out
+
+    def _drop(self, generator: torch.Generator) -> bool:
+        return bool(torch.rand(1, generator=generator) < self.caption_dropout)
+
+    def _dropped(self, caption: str, generator: torch.Generator) -> str:
+        return "" if self._drop(generator) else caption
+
+
+def _shot_frames(item: dict) -> list[int]:
+    """Pixel frames per shot of a multi-shot item (videos are (3, F, H, W) tensors or (F, H, W, 3) arrays)."""
+    return [shot["video"].shape[1] if torch.is_tensor(shot["video"]) else len(shot["video"]) for shot in item["shots"]]
