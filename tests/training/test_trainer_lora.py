@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 from core.model_loader import load_model, resolve_model
 from training.config import parse_recipe
 from training.dit_trainer import DiTTrainer
-from training.lora import load_lora, read_lora_info
+from core.lora import load_lora, read_lora_info
 
 BASE = "random:tiny"
 
