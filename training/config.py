@@ -105,9 +105,9 @@ class OptimSettings:
 
 @dataclass(frozen=True, kw_only=True)
 class FlowSettings:
-    logit_mean: float = 0.0  # timesteps: sigma = sigmoid(N(logit_mean, logit_std)) (SD3's logit-normal) ...
-    logit_std: float = 1.0
-    shift: float | None = None  # ... then shifted as the sampler does; None: the engine's shift for the stage's size
+    logit_mean: float = 0.0  # noise levels: sigma = sigmoid(N(logit_mean, logit_std)), SD3's logit-normal
+    logit_std: float = 1.0  # spread of the logit-normal; larger puts more weight near sigma 0 and 1
+    shift: float | None = None  # then sigma is shifted as the sampler does; None: the engine's shift at stage size
 
     def __post_init__(self):
         _check(self.logit_std > 0, "logit_std", self.logit_std, "must be positive")
@@ -167,7 +167,7 @@ class Stage:
     height: int  # pixels; multiple of 16
     frames: int  # 1 + 4k; 1 trains on images
     batch_size: int | None = None  # None: data.batch_size
-    tasks: TaskRatios = TaskRatios()
+    tasks: TaskRatios = TaskRatios()  # dit: how often each conditioning task is drawn; default T2V only
 
     def __post_init__(self):
         _check(_is_int(self.steps, 1), "steps", self.steps, "must be a positive int")
@@ -227,12 +227,12 @@ class Recipe:
     name: str  # recorded in exports
     output_dir: str  # checkpoints, metrics.csv, validation clips and the exported model go here
     seed: int = 0  # seeds weights, data order, noise and timesteps
-    model: ModelSettings = ModelSettings()
-    data: DataSettings = DataSettings()
-    optim: OptimSettings = OptimSettings()
-    flow: FlowSettings = FlowSettings()
-    checkpoint: CheckpointSettings = CheckpointSettings()
-    validation: ValidationSettings = ValidationSettings()
+    model: ModelSettings = ModelSettings()  # [model]: which weights, precision, checkpointing
+    data: DataSettings = DataSettings()  # [data]: dataset and batch
+    optim: OptimSettings = OptimSettings()  # [optim]: AdamW, LR schedule, clipping, accumulation, EMA
+    flow: FlowSettings = FlowSettings()  # [flow]: dit noise-level sampling
+    checkpoint: CheckpointSettings = CheckpointSettings()  # [checkpoint]: how often, how many kept
+    validation: ValidationSettings = ValidationSettings()  # [validation]: dit clips through the engine
     stages: tuple[Stage, ...]  # the curriculum, trained in order
     lora: LoraSettings | None = None  # dit only: train a LoRA on `model.init_from` instead of all weights
     vae_loss: VAELossSettings = VAELossSettings()  # vae only

@@ -1,5 +1,5 @@
-"""What the DiT and VAE trainers share: the accelerator, the optimizer and LR schedule, per-process state for
-checkpoints, the output folder, and frozen-model loading."""
+"""What the DiT and VAE trainers share: the accelerator, the optimizer and LR schedule, the per-process state
+that checkpoints carry (RNGs, data positions), trainable weights in and out, and the output folder's rules."""
 
 from __future__ import annotations
 

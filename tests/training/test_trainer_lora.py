@@ -16,6 +16,15 @@ from core.lora import load_lora, read_lora_info
 BASE = "random:tiny"
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models gain nothing from a second thread, and a spinning OpenMP thread stalls on a busy CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     output = tmp_path_factory.mktemp("lora") / "run"
@@ -65,6 +74,7 @@ def test_the_file_holds_only_lora_weights_and_the_json_describes_them(trained):
     assert path.stat().st_size < 200_000  # the adapter alone, not the model
 
 
+@pytest.mark.filterwarnings("ignore:Already found a `peft_config` attribute")  # two adapters, on purpose
 def test_strength_0_is_the_base_model_and_strength_1_the_trained_one(trained):
     trainer, _, path = trained
     x, t, text = inputs()

@@ -16,6 +16,15 @@ from training.vae_losses import PatchDiscriminator3D, edge_loss, ssim, structura
 from training.vae_trainer import VAETrainer
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models gain nothing from a second thread, and a spinning OpenMP thread stalls on a busy CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     output = tmp_path_factory.mktemp("vae") / "run"

@@ -73,13 +73,20 @@ def estimate_camera(frames: np.ndarray, background: np.ndarray | None = None, ob
     if change < STILL_CHANGE * spread:
         return static_camera(t, measurable=True)
     # From here on the background moves, and so (in the toy world) do the objects with it: they
-    # are kept, as more texture to correlate.
-    # Registered on the unsmoothed residual: once the camera is known to move, texture dominates.
-    raw = (frames.astype(np.float32) - background).mean(axis=-1)
+    # are kept, as more texture to correlate; and the residual is not smoothed, for precision.
+    scales, offsets, coherent = _chain_steps((frames.astype(np.float32) - background).mean(axis=-1))
+    if coherent < (t - 1) / 2:  # the quadrants mostly disagree: grain or flicker, not a camera
+        return static_camera(t, measurable=False)
+    return CameraEstimate(_label(scales[-1], offsets[-1], min(h, w)), True, scales, offsets)
+
+
+def _chain_steps(residual: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Scales (T,) and offsets (T, 2) of every frame relative to frame 0, from the quadrants of
+    consecutive residual frames (T, H, W), and how many steps the quadrants agreed on."""
+    t, h, w = residual.shape
     hh, hw = h // 2, w // 2
     window = np.outer(np.hanning(hh), np.hanning(hw)).astype(np.float32)
-    # Quadrant centres relative to the image centre.
-    arms = np.array([[-hw / 2, -hh / 2], [hw / 2, -hh / 2], [-hw / 2, hh / 2], [hw / 2, hh / 2]])
+    arms = np.array([[-hw / 2, -hh / 2], [hw / 2, -hh / 2], [-hw / 2, hh / 2], [hw / 2, hh / 2]])  # quadrant centres
     radius = max(2.0, MAX_TRAVEL * min(h, w) / (t - 1))
     scales, offsets = np.ones(t), np.zeros((t, 2))
     coherent = 0
@@ -87,27 +94,26 @@ def estimate_camera(frames: np.ndarray, background: np.ndarray | None = None, ob
         moves = []
         for qy in (0, hh):
             for qx in (0, hw):
-                ref = raw[i, qy : qy + hh, qx : qx + hw] * window
-                mov = raw[i + 1, qy : qy + hh, qx : qx + hw] * window
-                if min(ref.std(), mov.std()) < FLAT_STD:  # nothing to correlate in this quadrant
-                    moves.append([np.nan, np.nan])
-                else:
-                    moves.append(content_shift(ref, mov, radius)[0])
+                ref = residual[i, qy : qy + hh, qx : qx + hw] * window
+                mov = residual[i + 1, qy : qy + hh, qx : qx + hw] * window
+                flat = min(ref.std(), mov.std()) < FLAT_STD  # nothing to correlate in this quadrant
+                moves.append([np.nan, np.nan] if flat else content_shift(ref, mov, radius))
         step, growth, agreed = _fit_step(np.asarray(moves), arms, OUTLIER_SHIFT * min(h, w))
         coherent += agreed
         scales[i + 1] = scales[i] * growth
         offsets[i + 1] = offsets[i] * growth + step
-    if coherent < (t - 1) / 2:  # the quadrants mostly disagree: grain or flicker, not a camera
-        return static_camera(t, measurable=False)
-    side = min(h, w)
-    label = "static"
-    if scales[-1] > ZOOM_IN_SCALE:
-        label = "zoom in"
-    elif scales[-1] < ZOOM_OUT_SCALE:
-        label = "zoom out"
-    elif abs(offsets[-1, 0]) > PAN_DISTANCE * side and abs(offsets[-1, 0]) > 2 * abs(offsets[-1, 1]):
-        label = "pan right" if offsets[-1, 0] < 0 else "pan left"  # the camera turns against the content
-    return CameraEstimate(label, True, scales, offsets)
+    return scales, offsets, coherent
+
+
+def _label(scale: float, offset: np.ndarray, side: int) -> str:
+    """The camera move that leaves frame-0 content at `scale` and `offset` in the last frame."""
+    if scale > ZOOM_IN_SCALE:
+        return "zoom in"
+    if scale < ZOOM_OUT_SCALE:
+        return "zoom out"
+    if abs(offset[0]) > PAN_DISTANCE * side and abs(offset[0]) > 2 * abs(offset[1]):
+        return "pan right" if offset[0] < 0 else "pan left"  # the camera turns against the content
+    return "static"
 
 
 def _mean_or_zero(values: np.ndarray) -> float:

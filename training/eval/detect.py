@@ -64,7 +64,11 @@ def check_frames(frames: np.ndarray, name: str = "frames") -> None:
 
 
 def analyse_clip(frames: np.ndarray, background_hint: np.ndarray | tuple | None = None) -> ClipAnalysis:
-    """Objects and camera move of a uint8 (T, H, W, 3) clip; see segmentation.estimate_background for the hint."""
+    """Objects and camera move of a uint8 (T, H, W, 3) clip.
+
+    background_hint: the background instead of estimating it (see segmentation.estimate_background);
+    with one, the camera is taken to be still.
+    """
     return _analyse(frames, background_hint)[0]
 
 
@@ -90,21 +94,27 @@ def _analyse(frames: np.ndarray, background_hint) -> tuple[ClipAnalysis, list[li
     background = estimate_background(frames, background_hint)
     distance = foreground_distance(frames, background)
     regions = [frame_regions(frames[t], distance[t], t, max(2.0, MERGE_GAP * side)) for t in range(num_frames)]
-    covered = np.zeros((num_frames, h, w), dtype=bool)
-    grow = np.ones((2 * RIM + 1, 2 * RIM + 1), dtype=bool)
-    for region in (r for found in regions for r in found):
-        # Each region with its soft rim: grown by RIM pixels inside a box grown as much.
-        y0, x0, y1, x1 = region.box
-        ya, xa, yb, xb = max(0, y0 - RIM), max(0, x0 - RIM), min(h, y1 + RIM), min(w, x1 + RIM)
-        mask = np.zeros((yb - ya, xb - xa), dtype=bool)
-        mask[y0 - ya : y1 - ya, x0 - xa : x1 - xa] = region.mask
-        covered[region.frame, ya:yb, xa:xb] |= ndimage.binary_dilation(mask, structure=grow)
+    covered = _covered_by(regions, (num_frames, h, w))
     camera = estimate_camera(frames, background, covered) if background_hint is None else static_camera(num_frames, False)
     tracks = link_regions(regions, side)
     objects = [_describe(track, distance, camera, side, np.array([w / 2, h / 2])) for track in tracks]
     order = sorted(range(len(objects)), key=lambda k: -float(np.mean(objects[k].areas)))
     analysis = ClipAnalysis(tuple(objects[k] for k in order), camera.label, camera.measurable)
     return analysis, [tracks[k] for k in order]
+
+
+def _covered_by(regions: list[list[Region]], shape: tuple[int, int, int]) -> np.ndarray:
+    """(T, H, W) mask of every region grown by RIM pixels, so that it holds their soft rims too."""
+    num_frames, h, w = shape
+    covered = np.zeros(shape, dtype=bool)
+    grow = np.ones((2 * RIM + 1, 2 * RIM + 1), dtype=bool)
+    for region in (r for found in regions for r in found):
+        y0, x0, y1, x1 = region.box
+        ya, xa, yb, xb = max(0, y0 - RIM), max(0, x0 - RIM), min(h, y1 + RIM), min(w, x1 + RIM)
+        mask = np.zeros((yb - ya, xb - xa), dtype=bool)
+        mask[y0 - ya : y1 - ya, x0 - xa : x1 - xa] = region.mask
+        covered[region.frame, ya:yb, xa:xb] |= ndimage.binary_dilation(mask, structure=grow)
+    return covered
 
 
 def detect_objects(frames: np.ndarray, background_hint: np.ndarray | tuple | None = None) -> list[DetectedObject]:

@@ -26,9 +26,8 @@ def _correlate_at(spectrum: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.nd
     return rows_re @ np.cos(angle_x).T - rows_im @ np.sin(angle_x).T
 
 
-def content_shift(before: np.ndarray, after: np.ndarray, radius: float) -> tuple[np.ndarray, float]:
-    """((dx, dy), agreement): how far the content of 2-D `before` has moved in `after` (|dx|, |dy|
-    <= radius), and their normalised correlation once aligned (1: identical up to brightness)."""
+def content_shift(before: np.ndarray, after: np.ndarray, radius: float) -> np.ndarray:
+    """(dx, dy) by which the content of 2-D `before` has moved in `after`, |dx|, |dy| <= radius."""
     cross = np.fft.fft2(after) * np.conj(np.fft.fft2(before))
     whitened = cross / np.maximum(np.abs(cross), 1e-12)  # phase only: a sharp peak to locate
     correlation = np.fft.ifft2(whitened).real  # peaks at the displacement, modulo the size
@@ -42,8 +41,4 @@ def content_shift(before: np.ndarray, after: np.ndarray, radius: float) -> tuple
     ys, xs = dy[row] + fine, dx[col] + fine
     upsampled = _correlate_at(whitened, ys, xs)
     i, j = np.unravel_index(np.argmax(upsampled), upsampled.shape)
-    # Agreement from the plain (not whitened) correlation at that shift: whitening weighs noisy
-    # high frequencies as much as the content, which makes its peak height a poor score.
-    plain = _correlate_at(cross, ys[i : i + 1], xs[j : j + 1])[0, 0] / (h * w)
-    norm = np.sqrt((before**2).sum() * (after**2).sum())
-    return np.array([xs[j], ys[i]]), float(plain / norm) if norm > 0 else 0.0
+    return np.array([xs[j], ys[i]])

@@ -3,7 +3,7 @@
 import torch
 from torch.utils.data import DataLoader
 
-from training.data.toy_world.dataset import ToyShotsDataset, ToyWorldDataset, collate_clips
+from training.data.toy_world.dataset import ToyShotsDataset, ToyWorldDataset, build_dataset, collate_clips
 
 
 def test_items_are_videos_in_minus_one_to_one_and_deterministic():
@@ -27,5 +27,15 @@ def test_loader_batches_clips():
 
 def test_shots_dataset_gives_one_video_per_shot():
     item = ToyShotsDataset(seed=1, length=2, width=64, height=64)[0]
-    assert len(item["videos"]) == len(item["captions"]) >= 2
-    assert all(v.shape[0] == 3 and v.shape[2:] == (64, 64) for v in item["videos"])
+    assert len(item["shots"]) >= 2 and isinstance(item["subject"], str)
+    assert all(s["video"].shape[0] == 3 and s["video"].shape[2:] == (64, 64) for s in item["shots"])
+    assert len({s["caption"] for s in item["shots"]}) == len(item["shots"])
+
+
+def test_trainer_factory_gives_clips_and_a_fixed_shot_layout():
+    clips = build_dataset(width=64, height=64, num_frames=9, seed=2, length=10)
+    assert len(clips) == 10 and clips[3]["video"].shape == (3, 9, 64, 64)
+    shots = build_dataset(width=64, height=64, num_frames=17, seed=2, length=10, multi_shot=True)
+    # 17 frames are 5 latent frames, split 3 + 2: shots of 9 and 5 frames, for every item.
+    assert {tuple(s["video"].shape[1] for s in shots[i]["shots"]) for i in range(10)} == {(9, 5)}
+    assert build_dataset(width=64, height=64, num_frames=1, seed=2, multi_shot=True) is None

@@ -37,3 +37,11 @@ def test_shots_are_deterministic_and_follow_num_shots():
 def test_bad_num_shots_is_named():
     with pytest.raises(ValueError, match="num_shots"):
         toy_shots(0, num_shots=9)
+
+
+def test_fixed_shot_lengths_with_a_one_frame_still():
+    for seed in range(30):
+        sample = toy_shots(seed, shot_frames=(5, 1), width=64, height=64)
+        assert [s.frames.shape[0] for s in sample.shots] == [5, 1]
+        assert sample.shots[1].truth.objects[0].motion == "still"
+        assert sample.shots[0].truth.objects[0].motion != "still"

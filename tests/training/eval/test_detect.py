@@ -79,3 +79,12 @@ def test_photo_adherence_checks_the_camera():
 def test_bad_frames_are_refused(bad):
     with pytest.raises(ValueError, match="frames"):
         detect_objects(bad)
+
+
+def test_grain_is_neither_a_camera_move_nor_a_motion():
+    clip = next(c for c in (toy_clip(s, kind="shape", camera=False) for s in range(100)) if c.truth.background in ("mottled", "dots"))
+    grain = np.random.default_rng(3).normal(0, 8, clip.frames.shape)
+    noisy = np.clip(clip.frames + grain, 0, 255).astype(np.uint8)
+    analysis = analyse_clip(noisy)
+    assert analysis.camera == "static"
+    assert [(o.colour, o.shape, o.motion) for o in analysis.objects] == [(o.colour, o.shape, o.motion) for o in clip.truth.objects]

@@ -1,6 +1,7 @@
 """Toy world: procedural captioned videos (shapes, digits, photo pans), deterministic by seed."""
 
 from training.data.toy_world.clips import caption_vocabulary, toy_clip, toy_shots
+from training.data.toy_world.dataset import ToyShotsDataset, ToyWorldDataset, build_dataset, collate_clips
 from training.data.toy_world.held_out import HELD_OUT_PHOTOS, HELD_OUT_TRIPLES, held_out_triples
 from training.data.toy_world.render import render_clip
 from training.data.toy_world.sampling import sample_truth
@@ -14,6 +15,10 @@ __all__ = [
     "ObjectTruth",
     "ToyClip",
     "ToyShots",
+    "ToyShotsDataset",
+    "ToyWorldDataset",
+    "build_dataset",
+    "collate_clips",
     "caption_vocabulary",
     "held_out_triples",
     "render_clip",

@@ -43,7 +43,7 @@ CAMERA_PHRASES: dict[str, tuple[str, ...]] = {
     "zoom out": ("the camera zooms out", "the camera slowly zooms out"),
 }
 
-_DIGIT_NOUNS = ("digit {d}", "number {d}", "handwritten {d}")
+DIGIT_NOUNS = ("digit {d}", "number {d}", "handwritten {d}")
 
 
 def _pick(rng: np.random.Generator, options: tuple[str, ...]) -> str:
@@ -56,7 +56,7 @@ def _article(phrase: str) -> str:
 
 def object_phrase(obj: ObjectTruth, noun_choice: int = 0) -> str:
     """ "a small red circle", "a large green digit 7" (the noun_choice-th digit wording)."""
-    noun = obj.shape if obj.kind == "shape" else _DIGIT_NOUNS[noun_choice % len(_DIGIT_NOUNS)].format(d=obj.digit)
+    noun = obj.shape if obj.kind == "shape" else DIGIT_NOUNS[noun_choice % len(DIGIT_NOUNS)].format(d=obj.digit)
     return _article(f"{obj.size} {obj.colour} {noun}")
 
 

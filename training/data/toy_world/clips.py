@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from training.data.toy_world.captions import CAMERA_PHRASES, MOTION_PHRASES
+from training.data.toy_world.captions import CAMERA_PHRASES, DIGIT_NOUNS, MOTION_PHRASES
 from training.data.toy_world.held_out import HELD_OUT_PHOTOS
 from training.data.toy_world.render import render_clip
 from training.data.toy_world.sampling import sample_truth
@@ -37,11 +37,20 @@ def toy_shots(
     width: int = 128,
     height: int = 128,
     frame_choices: tuple[int, ...] = (9, 13, 17),
+    shot_frames: tuple[int, ...] | None = None,
     fps: float = 8.0,
 ) -> ToyShots:
-    """Multi-shot sample `seed`: 2-4 shots (or num_shots) of one subject; see shots.sample_shots."""
+    """Multi-shot sample `seed`: 2-4 shots (or num_shots, or one per shot_frames) of one subject;
+    see shots.sample_shots."""
     subject, truths = sample_shots(
-        seed, num_shots=num_shots, kind=kind, width=width, height=height, frame_choices=frame_choices, fps=fps
+        seed,
+        num_shots=num_shots,
+        kind=kind,
+        width=width,
+        height=height,
+        frame_choices=frame_choices,
+        shot_frames=shot_frames,
+        fps=fps,
     )
     return ToyShots([ToyClip(render_clip(t), t.caption, t) for t in truths], subject)
 
@@ -51,7 +60,7 @@ def caption_vocabulary() -> dict[str, list[str]]:
     return {
         "colours": list(COLOURS),
         "shapes": list(SHAPES),
-        "digits": [f"digit {d}" for d in range(10)],
+        "digits": [noun.format(d=d) for noun in DIGIT_NOUNS for d in range(10)],
         "sizes": list(SIZES),
         "motions": [p for phrases in MOTION_PHRASES.values() for p in phrases],
         "backgrounds": [b.phrase for b in BACKGROUNDS.values()],

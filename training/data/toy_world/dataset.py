@@ -12,6 +12,8 @@ import torch
 from torch.utils.data import Dataset
 
 from training.data.toy_world.clips import toy_clip, toy_shots
+from training.data.toy_world.sampling import sample_truth
+from training.data.toy_world.shots import sample_shots
 
 
 def clip_seed(seed: int, index: int) -> int:
@@ -44,7 +46,7 @@ class ToyWorldDataset(Dataset):
             raise ValueError(f"`length` must be at least 1 but is {length!r}")
         self.seed, self.length = seed, length
         self.clip_args: dict[str, Any] = dict(width=width, height=height, num_frames=num_frames, fps=fps, kind=kind, held_out=held_out)
-        toy_clip(clip_seed(seed, 0), **self.clip_args)  # fail now, not in a worker, on bad arguments
+        sample_truth(clip_seed(seed, 0), **self.clip_args)  # bad arguments fail here, not in a worker
 
     def __len__(self) -> int:
         return self.length
@@ -57,13 +59,14 @@ class ToyWorldDataset(Dataset):
 
 
 class ToyShotsDataset(Dataset):
-    """`length` multi-shot samples as {"videos": [(3, F_i, H, W)], "captions", "subject", "truth"}."""
+    """`length` multi-shot samples as {"shots": [{"video": (3, F_i, H, W), "caption", "truth"}, ...],
+    "subject"}: the layout training.datasets documents for multi-shot items."""
 
     def __init__(self, seed: int, length: int, **shot_args: Any) -> None:
         if length < 1:
             raise ValueError(f"`length` must be at least 1 but is {length!r}")
         self.seed, self.length, self.shot_args = seed, length, shot_args
-        toy_shots(clip_seed(seed, 0), **shot_args)
+        sample_shots(clip_seed(seed, 0), **shot_args)  # bad arguments fail here, not in a worker
 
     def __len__(self) -> int:
         return self.length
@@ -72,12 +75,8 @@ class ToyShotsDataset(Dataset):
         if not -self.length <= index < self.length:
             raise IndexError(f"index {index} out of range for {self.length} samples")
         sample = toy_shots(clip_seed(self.seed, index % self.length), **self.shot_args)
-        return {
-            "videos": [frames_to_tensor(s.frames) for s in sample.shots],
-            "captions": [s.caption for s in sample.shots],
-            "subject": sample.subject,
-            "truth": [s.truth for s in sample.shots],
-        }
+        shots = [{"video": frames_to_tensor(s.frames), "caption": s.caption, "truth": s.truth} for s in sample.shots]
+        return {"shots": shots, "subject": sample.subject}
 
 
 def collate_clips(items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -87,3 +86,26 @@ def collate_clips(items: list[dict[str, Any]]) -> dict[str, Any]:
         "caption": [item["caption"] for item in items],
         "truth": [item["truth"] for item in items],
     }
+
+
+def build_dataset(
+    *,
+    width: int,
+    height: int,
+    num_frames: int,
+    seed: int = 0,
+    multi_shot: bool = False,
+    length: int = 100_000,
+    kind: str | None = None,
+    held_out: bool = False,
+) -> Dataset | None:
+    """The trainer's factory (training.datasets): toy clips of this size, or with `multi_shot` two
+    shots splitting `num_frames`' latent frames between them (None below 5 frames, too short to split)."""
+    if not multi_shot:
+        return ToyWorldDataset(seed, length, width=width, height=height, num_frames=num_frames, kind=kind, held_out=held_out)
+    if num_frames < 5:
+        return None
+    latent = 1 + (num_frames - 1) // 4  # the VAE codes 1 + 4k frames as 1 + k latent frames
+    shot_frames = tuple(1 + 4 * (count - 1) for count in ((latent + 1) // 2, latent // 2))
+    shot_kind = kind if kind in ("shape", "digit", "photo") else None
+    return ToyShotsDataset(seed, length, width=width, height=height, shot_frames=shot_frames, kind=shot_kind)
