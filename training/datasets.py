@@ -23,6 +23,7 @@ from core.conditioning import frames_to_video_tensor
 
 DATASETS: dict[str, Callable[..., Any] | str] = {
     "synthetic": "training.datasets:synthetic_squares",
+    "toy_world": "training.data.toy_world:build_dataset",
 }
 
 

@@ -8,10 +8,10 @@ from accelerate.state import AcceleratorState
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from core.lora import load_lora, read_lora_info
 from core.model_loader import load_model, resolve_model
 from training.config import parse_recipe
 from training.dit_trainer import DiTTrainer
-from core.lora import load_lora, read_lora_info
 
 BASE = "random:tiny"
 
