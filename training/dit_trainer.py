@@ -21,7 +21,6 @@ from core.model_loader import load_model, resolve_model
 from core.models.presets import MODEL_PRESETS
 from core.models.vae import build_vae
 from core.text.encoder import build_text_encoder
-from training.checkpointing import load_checkpoint, save_checkpoint
 from training.config import Recipe, Stage
 from training.datasets import ShardedStream, build_dataset
 from training.export import export_model, load_vae, render_validation_clips, shipped_weights
@@ -29,8 +28,8 @@ from training.flow_matching import masked_mse, noisy_latents, sample_sigmas, tra
 from training.lora import add_lora, save_lora
 from training.metrics import MetricsLog
 from training.run_setup import (
-    build_optimizer, check_world_size, checkpoint_to_resume, clip_norm, gather_per_process, load_trainable_state,
-    make_accelerator, process_state, restore_process_state, rng_preserved, trainable_state,
+    build_optimizer, checkpoint_to_resume, clip_norm, load_training_state, make_accelerator, rng_preserved,
+    save_training_state,
 )  # fmt: skip
 from training.tasks import SINGLE_SHOT_TASKS, BatchBuilder, DiTBatch, draw_task
 
@@ -213,34 +212,11 @@ class DiTTrainer:
 
     def save(self) -> Path | None:
         """Write a checkpoint of the full training state (main process); every process must call it."""
-        acc = self.accelerator
-        processes = gather_per_process(acc, process_state(self.generator, self.streams))
-        path = None
-        if acc.is_main_process:
-            state = {
-                "step": self.step, "stage": self.stage_index, "model": trainable_state(self.transformer),
-                "optimizer": self.optimizer.state_dict(), "lr_scheduler": self.lr_scheduler.state_dict(),
-                "ema": self.ema.state_dict() if self.ema is not None else None, "processes": processes,
-            }  # fmt: skip
-            path = save_checkpoint(self.output_dir / "checkpoints", self.step, state, keep=self.recipe.checkpoint.keep)
-        self._saved_step = self.step
-        acc.wait_for_everyone()
-        return path
+        return save_training_state(self, self.transformer)
 
     def load(self, path: str | Path) -> None:
-        acc = self.accelerator
-        state = load_checkpoint(path)
-        check_world_size(state, acc, Path(path))
-        load_trainable_state(self.transformer, state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.lr_scheduler.load_state_dict(state["lr_scheduler"])
-        if self.ema is not None:
-            self.ema.load_state_dict(state["ema"])
-            self.ema.to(acc.device)
-        self.step = self._saved_step = state["step"]
-        positions = restore_process_state(state["processes"][acc.process_index], self.generator)
-        self._enter_stage(state["stage"], positions)
-        logger.info("process %d resumed from %s", acc.process_index, path)
+        load_training_state(self, self.transformer, path)
+        logger.info("process %d resumed from %s", self.accelerator.process_index, path)
 
     def export(self, path: str | Path | None = None) -> Path:
         """The trained weights (EMA if kept) as a Kelp model folder, or, for a LoRA run, the LoRA file."""

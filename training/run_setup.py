@@ -13,7 +13,9 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, gather_object
 from diffusers.optimization import get_scheduler
 
-from training.checkpointing import global_rng_state, latest_checkpoint, set_global_rng_state
+from training.checkpointing import (
+    global_rng_state, latest_checkpoint, load_checkpoint, save_checkpoint, set_global_rng_state,
+)
 from training.config import OptimSettings, Recipe
 
 logger = logging.getLogger("training")
@@ -107,3 +109,41 @@ def load_trainable_state(module: torch.nn.Module, state: dict[str, torch.Tensor]
         params = dict(module.named_parameters())
         for name, value in state.items():
             params[name].copy_(value)
+
+
+def save_training_state(trainer, model: torch.nn.Module, extra=None) -> Path | None:
+    """Checkpoint what both trainers hold (model, optimizer, LR schedule, EMA, step, stage, per-process RNGs and
+    data positions), plus `extra()` (main process only); every process must call it."""
+    acc = trainer.accelerator
+    processes = gather_per_process(acc, process_state(trainer.generator, trainer.streams))
+    path = None
+    if acc.is_main_process:
+        state = {
+            "step": trainer.step, "stage": trainer.stage_index, "model": trainable_state(model),
+            "optimizer": trainer.optimizer.state_dict(), "lr_scheduler": trainer.lr_scheduler.state_dict(),
+            "ema": trainer.ema.state_dict() if trainer.ema is not None else None, "processes": processes,
+            **(extra() if extra is not None else {}),
+        }  # fmt: skip
+        path = save_checkpoint(trainer.output_dir / "checkpoints", trainer.step, state,
+                               keep=trainer.recipe.checkpoint.keep)
+    trainer._saved_step = trainer.step
+    acc.wait_for_everyone()
+    return path
+
+
+def load_training_state(trainer, model: torch.nn.Module, path: str | Path, restore_extra=None) -> None:
+    """Undo save_training_state: `restore_extra(state)` restores what `extra` added, before the stage is entered."""
+    acc = trainer.accelerator
+    state = load_checkpoint(path)
+    check_world_size(state, acc, Path(path))
+    load_trainable_state(model, state["model"])
+    trainer.optimizer.load_state_dict(state["optimizer"])
+    trainer.lr_scheduler.load_state_dict(state["lr_scheduler"])
+    if trainer.ema is not None:
+        trainer.ema.load_state_dict(state["ema"])
+        trainer.ema.to(acc.device)
+    if restore_extra is not None:
+        restore_extra(state)
+    trainer.step = trainer._saved_step = state["step"]
+    positions = restore_process_state(state["processes"][acc.process_index], trainer.generator)
+    trainer._enter_stage(state["stage"], positions)

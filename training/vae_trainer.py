@@ -23,14 +23,13 @@ from torch import nn
 from torch.func import functional_call
 
 from core.models.vae import VAE_PRESETS, build_vae
-from training.checkpointing import load_checkpoint, save_checkpoint
 from training.config import Recipe, Stage
 from training.datasets import ShardedStream, build_dataset, item_video
 from training.export import load_vae, shipped_weights
 from training.metrics import MetricsLog
 from training.run_setup import (
-    build_optimizer, check_world_size, checkpoint_to_resume, clip_norm, gather_per_process, load_trainable_state,
-    make_accelerator, process_state, restore_process_state, trainable_state,
+    build_optimizer, checkpoint_to_resume, clip_norm, load_trainable_state, load_training_state, make_accelerator,
+    save_training_state, trainable_state,
 )  # fmt: skip
 from training.vae_losses import (
     PatchDiscriminator3D, edge_loss, hinge_discriminator_loss, hinge_generator_loss, kl_loss, structural_loss,
@@ -201,40 +200,22 @@ class VAETrainer:
 
     def save(self) -> Path | None:
         """Write a checkpoint of the full training state (main process); every process must call it."""
-        acc = self.accelerator
-        processes = gather_per_process(acc, process_state(self.generator, self.streams))
-        path = None
-        if acc.is_main_process:
-            state = {
-                "step": self.step, "stage": self.stage_index, "model": trainable_state(self.vae),
-                "optimizer": self.optimizer.state_dict(), "lr_scheduler": self.lr_scheduler.state_dict(),
-                "ema": self.ema.state_dict() if self.ema is not None else None, "processes": processes,
-            }  # fmt: skip
-            if self.disc is not None:
-                state["disc"] = {"model": trainable_state(self.disc), "optimizer": self.disc_optimizer.state_dict(),
-                                 "lr_scheduler": self.disc_scheduler.state_dict()}
-            path = save_checkpoint(self.output_dir / "checkpoints", self.step, state, keep=self.recipe.checkpoint.keep)
-        self._saved_step = self.step
-        acc.wait_for_everyone()
-        return path
+        def discriminator_state() -> dict:
+            if self.disc is None:
+                return {}
+            return {"disc": {"model": trainable_state(self.disc), "optimizer": self.disc_optimizer.state_dict(),
+                             "lr_scheduler": self.disc_scheduler.state_dict()}}
+
+        return save_training_state(self, self.vae, extra=discriminator_state)
 
     def load(self, path: str | Path) -> None:
-        acc = self.accelerator
-        state = load_checkpoint(path)
-        check_world_size(state, acc, Path(path))
-        load_trainable_state(self.vae, state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.lr_scheduler.load_state_dict(state["lr_scheduler"])
-        if self.ema is not None:
-            self.ema.load_state_dict(state["ema"])
-            self.ema.to(acc.device)
-        if self.disc is not None:
-            load_trainable_state(self.disc, state["disc"]["model"])
-            self.disc_optimizer.load_state_dict(state["disc"]["optimizer"])
-            self.disc_scheduler.load_state_dict(state["disc"]["lr_scheduler"])
-        self.step = self._saved_step = state["step"]
-        positions = restore_process_state(state["processes"][acc.process_index], self.generator)
-        self._enter_stage(state["stage"], positions)
+        def restore_discriminator(state: dict) -> None:
+            if self.disc is not None:
+                load_trainable_state(self.disc, state["disc"]["model"])
+                self.disc_optimizer.load_state_dict(state["disc"]["optimizer"])
+                self.disc_scheduler.load_state_dict(state["disc"]["lr_scheduler"])
+
+        load_training_state(self, self.vae, path, restore_extra=restore_discriminator)
 
     def latent_statistics(self, vae: AutoencoderKLWan) -> tuple[list[float], list[float]]:
         """Per-channel mean and std of the raw latents (posterior mode) of training items of the last stage."""
