@@ -10,6 +10,8 @@ import json
 import sys
 from pathlib import Path
 
+from app.cli_store import add_data_dir_argument, add_store_commands
+
 
 def _seconds_to_frames(seconds: float, fps: float) -> int:
     """Nearest valid frame count (1 + 4k, at least 1) for a duration."""
@@ -70,9 +72,12 @@ def run_generate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from core.pipeline import Engine
+    from core.store import Store
+    from core.store.jobs import enqueue_generation, recover_jobs, run_job_now
 
     request = build_request(args)
     engine = Engine(device=args.device)
+    engine.validate(request)  # bad input is refused before anything is recorded
     bars: dict[str, tqdm] = {}
 
     def on_progress(progress) -> None:
@@ -85,12 +90,43 @@ def run_generate(args: argparse.Namespace) -> int:
             bar = bars[progress.stage] = tqdm(total=progress.total, desc=progress.stage, unit="step")
         bar.update(progress.step - bar.n)
 
-    result = engine.generate(request, output_path=args.out, on_progress=on_progress, gif=args.gif)
-    for bar in bars.values():
-        bar.close()
-    print(f"wrote {result.video_path} (seed {result.seed}, {result.timings['total_s']:.1f} s)")
-    print(f"metadata {result.metadata_path}" + (f", gif {result.gif_path}" if result.gif_path else ""))
+    with Store.open(args.data_dir) as store:
+        recover_jobs(store)
+        job_id = enqueue_generation(store, request, source="cli")
+        outcome = run_job_now(store, engine, job_id, on_progress=on_progress)
+        for bar in bars.values():
+            bar.close()
+        if outcome.status != "done":
+            print(f"error: generation {job_id} {outcome.status}: {outcome.error}", file=sys.stderr)
+            return 1
+        written = export_generation(store, job_id, args.out, gif=args.gif) if args.out else [outcome.video_path]
+    print(f"generation {job_id} done (seed {outcome.seed}); wrote " + ", ".join(str(path) for path in written))
     return 0
+
+
+def export_generation(store, generation_id: int, out: str, *, gif: bool = False) -> list[Path]:
+    """Copy a finished generation's video to `out`, with its JSON sidecar (and a GIF) beside it."""
+    import os
+    import shutil
+
+    from core.store.schema import Generation
+    from core.video_io import read_video_frames, write_gif, write_sidecar
+
+    with store.db.session() as session:
+        job = session.get(Generation, generation_id)
+        source, metadata = store.asset_path(job.video), dict(job.result)
+    out_path = Path(out)
+    if out_path.suffix.lower() != ".mp4":
+        raise ValueError(f"`--out` must be an .mp4 path, got {out!r}")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    partial = out_path.with_name(f".{out_path.name}.partial")
+    shutil.copyfile(source, partial)
+    os.replace(partial, out_path)
+    written = [out_path, write_sidecar(out_path, metadata)]
+    if gif:
+        frames, fps = read_video_frames(out_path)
+        written.append(write_gif(frames, out_path.with_suffix(".gif"), fps))
+    return written
 
 
 def run_models(args: argparse.Namespace) -> int:
@@ -126,12 +162,15 @@ def parser() -> argparse.ArgumentParser:
     gen.add_argument("--shots", help='JSON file: {"subject": "...", "shots": [{"prompt": "...", "num_frames": 17}]}')
     gen.add_argument("--lora", action="append", default=[], metavar="PATH[:STRENGTH]",
                      help="a fine-tuned LoRA (.safetensors), strength 0 to 4 (default 1); repeat for several")
-    gen.add_argument("--out", required=True, help="output .mp4 path (a .json sidecar is written beside it)")
+    gen.add_argument("--out", help="also copy the clip to this .mp4 path, with a .json sidecar beside it "
+                     "(it is always kept in the history, see --data-dir)")
     gen.add_argument("--gif", action="store_true", help="also write a GIF beside the mp4")
     gen.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    add_data_dir_argument(gen)
     gen.set_defaults(handler=run_generate)
     models = sub.add_parser("models", help="list the models Kelp can find")
     models.set_defaults(handler=run_models)
+    add_store_commands(sub)
     return root
 
 

@@ -1,4 +1,5 @@
-"""Shared pytest setup: GPU tests skip cleanly on machines without CUDA."""
+"""Shared pytest setup: GPU tests skip cleanly on machines without CUDA, and every test keeps its history
+(KELP_DATA_DIR) in its own temporary folder, never in the user's."""
 
 import pytest
 import torch
@@ -11,3 +12,10 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+@pytest.fixture(autouse=True)
+def private_data_dir(tmp_path_factory, monkeypatch):
+    folder = tmp_path_factory.mktemp("kelp-data")
+    monkeypatch.setenv("KELP_DATA_DIR", str(folder))
+    return folder

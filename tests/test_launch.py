@@ -1,6 +1,7 @@
 """The command line: `python launch.py generate ...` writes a clip, and says clearly what is wrong."""
 
 import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -44,6 +45,36 @@ def test_bad_input_exits_2_with_a_named_field(tmp_path):
     assert not (tmp_path / "a.mp4").exists()
     done = launch("generate", "--model", "nope", "--prompt", "x", "--out", str(tmp_path / "a.mp4"))
     assert done.returncode == 2 and "`model` 'nope'" in done.stderr
+
+
+def test_every_cli_generation_is_in_the_history(tmp_path):
+    data = tmp_path / "data"
+    done = launch("generate", "--model", "random:tiny", "--prompt", "a green star", "--seed", "4", "--steps", "1",
+                  "--data-dir", str(data))
+    assert done.returncode == 0, done.stderr
+    refused = launch("generate", "--model", "random:tiny", "--prompt", "", "--data-dir", str(data))
+    assert refused.returncode == 2  # refused input is not recorded
+    listed = launch("history", "--json", "--data-dir", str(data))
+    assert listed.returncode == 0, listed.stderr
+    items = json.loads(listed.stdout)["items"]
+    assert [(i["prompt"], i["status"], i["seed"]) for i in items] == [("a green star", "done", 4)]
+    assert read_video_metadata(items[0]["video"])["request"]["prompt"] == "a green star"
+    assert launch("history", "--search", "star", "--data-dir", str(data)).stdout.count("a green star") == 1
+    assert "(0 generations)" in launch("history", "--search", "circle", "--data-dir", str(data)).stdout
+
+
+def test_doctor_and_backup(tmp_path):
+    data = tmp_path / "data"
+    assert launch("generate", "--model", "random:tiny", "--prompt", "a dot", "--steps", "1",
+                  "--data-dir", str(data)).returncode == 0
+    doctor = launch("doctor", "--data-dir", str(data))
+    assert doctor.returncode == 0 and "integrity ok" in doctor.stdout, doctor.stdout + doctor.stderr
+    backup = launch("backup", "--data-dir", str(data))
+    assert backup.returncode == 0, backup.stderr
+    database = Path(backup.stdout.split("database: ")[1].split()[0])
+    with sqlite3.connect(database) as connection:
+        assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert connection.execute("SELECT prompt FROM generations").fetchall() == [("a dot",)]
 
 
 def test_no_subcommand_says_what_to_do():
