@@ -1,6 +1,5 @@
-"""Kelp's entry point: `python launch.py generate ...` makes a clip from the command line.
-
-`python launch.py` with no sub-command will start the studio UI once it lands; `models` lists models.
+"""Kelp's entry point: `python launch.py` starts the studio in the browser; `python launch.py generate ...` makes
+a clip from the command line; `history`, `queue`, `doctor`, `backup`, `export`/`import` work on the history.
 """
 
 from __future__ import annotations
@@ -137,8 +136,53 @@ def run_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def default_studio_model() -> str:
+    """The bundled model when it is installed, else an untrained stand-in (the studio says so)."""
+    from core.model_loader import DEFAULT_MODEL, list_models
+
+    return DEFAULT_MODEL if DEFAULT_MODEL in list_models() else "random:small"
+
+
+def run_studio(args: argparse.Namespace) -> int:
+    from app.auth import studio_auth
+    from app.service import StudioService
+    from app.studio import build_studio
+
+    credentials, generated = studio_auth(args.auth, args.share)
+    model = args.model or default_studio_model()
+    service = StudioService.open(args.data_dir, device=args.device, model=model)
+    if service.recovered["interrupted"]:
+        print(f"jobs {service.recovered['interrupted']} were interrupted by the last shutdown; re-queue them from History")
+    if generated:
+        print(f"sharing with a generated login: user {credentials[0][0]!r}, password {generated!r}")
+    demo = build_studio(service)
+    try:
+        demo.queue(default_concurrency_limit=4).launch(
+            server_name=args.host, server_port=args.port, share=args.share, auth=credentials or None,
+            inbrowser=not args.no_browser, allowed_paths=[str(service.store.data_dir.files), str(service.store.data_dir.training)], show_error=True,
+            prevent_thread_lock=False,
+        )
+    finally:
+        service.close()
+    return 0
+
+
+def add_studio_arguments(root: argparse.ArgumentParser) -> None:
+    root.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0: the whole network)")
+    root.add_argument("--port", type=int, default=7860)
+    root.add_argument("--share", action="store_true", help="a public Gradio link; always behind a login "
+                      "(a password is generated and printed when --auth is not given)")
+    root.add_argument("--auth", help="user:password, or a file of user:password lines")
+    root.add_argument("--model", help="the default model (default: kelp-small when installed)")
+    root.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    root.add_argument("--no-browser", action="store_true", help="do not open a browser tab")
+    add_data_dir_argument(root)
+
+
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="launch.py", description="Kelp: make video with generative models locally.")
+    root = argparse.ArgumentParser(prog="launch.py", description="Kelp: make video with generative models locally. "
+                                   "Without a command it starts the studio.")
+    add_studio_arguments(root)
     sub = root.add_subparsers(dest="command")
     gen = sub.add_parser("generate", help="make one clip (T2V, I2V, first+last frame, extend, multi-shot)")
     gen.add_argument("--prompt", help="what to show; with --shots, the subject and style shared by every shot")
@@ -177,8 +221,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command is None:
-        print("The studio UI has not landed yet; use `python launch.py generate --help`.", file=sys.stderr)
-        return 2
+        args.handler = run_studio
     try:
         return args.handler(args)
     except ValueError as err:

@@ -24,6 +24,7 @@ from core.conditioning import frames_to_video_tensor
 DATASETS: dict[str, Callable[..., Any] | str] = {
     "synthetic": "training.datasets:synthetic_squares",
     "toy_world": "training.data.toy_world:build_dataset",
+    "footage": "training.data.footage_stage:footage_dataset",  # options: folder, fps, max_clips_per_video
 }
 
 

@@ -33,6 +33,9 @@ def remix_request(store: Store, session: Session, generation_id: int, **override
     if unknown:
         raise ValueError(f"`overrides` must be request fields ({', '.join(REQUEST_FIELDS)}) but include {unknown}")
     generation = get_generation(session, generation_id)
+    if generation.task == "cut":
+        raise ValueError(f"generation {generation_id} is a storyboard cut, not a generated clip: re-render or re-cut "
+                         "its shots in the Storyboard tab instead of remixing it")
     request = stored_request(store, session, generation.id)
     if request.seed is None and generation.seed is not None:
         request = replace(request, seed=generation.seed)
