@@ -102,9 +102,9 @@ def load_model(source: ModelSource, device: torch.device | str = "cpu", dtype: t
 
 
 def _load_vae(folder: Path):
-    from diffusers import AutoencoderKLWan
+    from core.models.vae import load_vae_folder
 
-    return AutoencoderKLWan.from_pretrained(folder, use_safetensors=True)
+    return load_vae_folder(folder)
 
 
 def _random_weights(preset: str, seed: int):

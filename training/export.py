@@ -14,6 +14,7 @@ from diffusers import AutoencoderKLWan
 
 from core.model_loader import MODEL_INDEX, load_model, resolve_model, save_model
 from core.models.presets import GenerationDefaults
+from core.models.vae import load_vae_folder
 from core.request import GenerationRequest
 
 
@@ -57,7 +58,7 @@ def load_vae(spec: str, field: str = "model.vae_from") -> AutoencoderKLWan:
     or "random:<preset>[:seed]"; errors name the recipe `field`."""
     path = Path(spec).expanduser()
     if (path / "config.json").is_file() and not (path / MODEL_INDEX).is_file():
-        return AutoencoderKLWan.from_pretrained(path, use_safetensors=True)
+        return load_vae_folder(path)
     try:
         return load_model(resolve_model(spec)).vae
     except ValueError as err:

@@ -8,13 +8,21 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import json
+import math
+from pathlib import Path
+
 import torch
+import torch.nn.functional as F
 from diffusers import AutoencoderKLWan
+from diffusers.models.autoencoders.autoencoder_kl_wan import WanRMS_norm
+from torch import nn
 
 from core.cancellation import check_cancel
 
 TEMPORAL_FACTOR = 4  # pixel frames per latent frame, after the first frame which is coded alone
 SPATIAL_FACTOR = 8  # pixels per latent cell along height and width
+NORMS = ("rms", "group")  # VAEConfig.norm: see FrameGroupNorm
 
 # Wan 2.1's published per-channel latent statistics (diffusers' AutoencoderKLWan defaults).
 _WAN21_LATENTS_MEAN = (
@@ -37,10 +45,13 @@ class VAEConfig:
     dim_mult: tuple[int, ...] = (1, 2, 4, 4)  # channel multiplier per stage; 4 stages give the 8x spatial compression
     attn_scales: tuple[float, ...] = ()  # resolutions (1.0, 0.5, ...) with extra attention; Wan uses none
     temperal_downsample: tuple[bool, ...] = (False, True, True)  # which stage transitions halve time (sic, diffusers)
+    norm: str = "rms"  # "rms": Wan's own norm (published weights); "group": per-frame GroupNorm (Kelp's presets)
     latents_mean: tuple[float, ...] | None = None  # per-channel latent mean for normalization; None: zeros
     latents_std: tuple[float, ...] | None = None  # per-channel latent std for normalization; None: ones
 
     def __post_init__(self):
+        if self.norm not in NORMS:
+            raise ValueError(f"`norm` must be one of {NORMS}, got {self.norm!r}")
         for name in ("base_dim", "z_dim", "num_res_blocks"):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be at least 1, got {getattr(self, name)}")
@@ -59,7 +70,7 @@ class VAEConfig:
         if self.latents_std is not None and min(self.latents_std) <= 0:
             raise ValueError(f"`latents_std` must be positive, got {self.latents_std}")
 
-    def to_diffusers_kwargs(self) -> dict:
+    def to_diffusers_kwargs(self) -> dict:  # `norm` is not a diffusers argument: build_vae applies it
         """Keyword arguments for `AutoencoderKLWan(...)`: lists (JSON-friendly in config.json), statistics filled in."""
         return {
             "base_dim": self.base_dim,
@@ -75,15 +86,56 @@ class VAEConfig:
 
 VAE_PRESETS: dict[str, VAEConfig] = {
     # Unit tests: 0.64M parameters; a 9-frame 32x32 round trip takes tens of milliseconds on 2 CPU cores.
-    "tiny": VAEConfig(base_dim=8, z_dim=4, num_res_blocks=1),
+    "tiny": VAEConfig(base_dim=8, z_dim=4, num_res_blocks=1, norm="group"),
     # The bundled CPU model: 3.2M parameters. Channel widths stay multiples of 32, which oneDNN runs much faster
     # than e.g. 24; the deep stages stay at 64 channels because parameters live there while time lives at full size.
-    "small": VAEConfig(base_dim=32, z_dim=16, num_res_blocks=1, dim_mult=(1, 2, 2, 2)),
+    "small": VAEConfig(base_dim=32, z_dim=16, num_res_blocks=1, dim_mult=(1, 2, 2, 2), norm="group"),
     # Wan 2.1's own layout (127M parameters) so its published weights load unchanged.
     "wan2.1": VAEConfig(
         base_dim=96, z_dim=16, num_res_blocks=2, latents_mean=_WAN21_LATENTS_MEAN, latents_std=_WAN21_LATENTS_STD
     ),
 }
+
+
+class FrameGroupNorm(nn.Module):
+    """GroupNorm over channels and space of each frame on its own: causal in time, like the norm it replaces.
+
+    Wan's RMS norm scales each pixel's channel vector to unit length without removing the per-channel mean. Trained
+    from scratch at Kelp's small sizes, a common offset then grows in every block after the first optimizer step,
+    swamps the image-dependent part, and the decoder stops depending on its latent (flat output, ~16.7 dB, even
+    when overfitting 4 images); GroupNorm removes that offset by construction. Parameter names and shapes are the
+    RMS norm's (`gamma`, optional `bias`), so a checkpoint's keys do not depend on the norm.
+    """
+
+    def __init__(self, rms: WanRMS_norm, groups: int = 32, eps: float = 1e-6):
+        super().__init__()
+        channels = rms.gamma.shape[0] if rms.channel_first else rms.gamma.shape[-1]
+        if not rms.channel_first:
+            raise ValueError("FrameGroupNorm replaces channel-first norms only")
+        self.groups = math.gcd(groups, channels)  # 32 as in Stable Diffusion's VAE; fewer for narrow layers
+        self.eps = eps
+        self.gamma = rms.gamma
+        self.bias = rms.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim == 5:  # (B, C, T, H, W): each frame alone
+            b, c, t, h, w = x.shape
+            frames = x.transpose(1, 2).reshape(b * t, c, h, w)
+            normed = F.group_norm(frames.float(), self.groups, eps=self.eps).to(x.dtype)
+            normed = normed.reshape(b, t, c, h, w).transpose(1, 2)
+        else:  # (B, C, H, W) inside the attention blocks
+            normed = F.group_norm(x.float(), self.groups, eps=self.eps).to(x.dtype)
+        return normed * self.gamma + self.bias
+
+
+
+def _use_group_norm(vae: AutoencoderKLWan) -> AutoencoderKLWan:
+    for name, module in list(vae.named_modules()):
+        for child_name, child in list(module.named_children()):
+            if isinstance(child, WanRMS_norm):
+                setattr(module, child_name, FrameGroupNorm(child))
+    vae.register_to_config(kelp_norm="group")  # saved in config.json; load_vae_folder reads it back
+    return vae
 
 
 def build_vae(config: VAEConfig | str) -> AutoencoderKLWan:
@@ -92,7 +144,30 @@ def build_vae(config: VAEConfig | str) -> AutoencoderKLWan:
         if config not in VAE_PRESETS:
             raise ValueError(f"`config` must be one of {sorted(VAE_PRESETS)}, got {config!r}")
         config = VAE_PRESETS[config]
-    return AutoencoderKLWan(**config.to_diffusers_kwargs()).eval()
+    vae = AutoencoderKLWan(**config.to_diffusers_kwargs())
+    if config.norm == "group":
+        _use_group_norm(vae)
+    return vae.eval()
+
+
+def load_vae_folder(folder: str | Path) -> AutoencoderKLWan:
+    """A VAE saved with `save_pretrained` (safetensors only), with the norm it was trained with."""
+    folder = Path(folder)
+    config = json.loads((folder / "config.json").read_text())
+    norm = config.get("kelp_norm", "rms")
+    if norm not in NORMS:
+        raise ValueError(f"{str(folder / 'config.json')!r}: `kelp_norm` must be one of {NORMS}, got {norm!r}")
+    if norm == "rms":
+        return AutoencoderKLWan.from_pretrained(folder, use_safetensors=True)
+    kwargs = {k: v for k, v in config.items() if not k.startswith("_") and k != "kelp_norm"}
+    vae = _use_group_norm(AutoencoderKLWan(**kwargs))
+    from safetensors.torch import load_file
+
+    weights = sorted(folder.glob("*.safetensors"))
+    if len(weights) != 1:
+        raise ValueError(f"{str(folder)!r} must hold one .safetensors file, found {[w.name for w in weights]}")
+    vae.load_state_dict(load_file(weights[0]), strict=True)
+    return vae.eval()
 
 
 def latent_shape(num_frames: int, height: int, width: int, z_dim: int) -> tuple[int, int, int, int]:

@@ -10,12 +10,14 @@ from diffusers import AutoencoderKLWan
 from core.cancellation import GenerationCancelled
 from core.models.vae import (
     VAE_PRESETS,
+    FrameGroupNorm,
     VAEConfig,
     build_vae,
     decode_latents,
     encode_video,
     iter_decode,
     latent_shape,
+    load_vae_folder,
 )
 
 
@@ -91,7 +93,7 @@ def test_decoded_pixels_are_in_range(vae):
 def test_decode_undoes_the_latent_normalization():
     torch.manual_seed(0)
     plain = build_vae("tiny")
-    shifted = build_vae(VAEConfig(base_dim=8, z_dim=4, num_res_blocks=1, latents_mean=(1, -2, 3, 0.5),
+    shifted = build_vae(VAEConfig(base_dim=8, z_dim=4, num_res_blocks=1, norm="group", latents_mean=(1, -2, 3, 0.5),
                                   latents_std=(2, 0.5, 1, 3)))
     shifted.load_state_dict(plain.state_dict())
     video = clip(5)
@@ -165,8 +167,31 @@ def test_wan21_preset_is_diffusers_wan21_layout():
 def test_save_and_load_through_safetensors(vae, tmp_path):
     vae.save_pretrained(tmp_path, safe_serialization=True)
     assert (tmp_path / "diffusion_pytorch_model.safetensors").exists()
-    loaded = AutoencoderKLWan.from_pretrained(tmp_path, use_safetensors=True).eval()
+    loaded = load_vae_folder(tmp_path)  # with the per-frame GroupNorm it was built with
+    assert any(isinstance(m, FrameGroupNorm) for m in loaded.modules())
     video = clip(5)
     z = encode_video(vae, video)
     assert torch.equal(encode_video(loaded, video), z)
     assert torch.equal(decode_latents(loaded, z), decode_latents(vae, z))
+
+
+def test_kelp_presets_train_from_scratch_without_losing_their_latent():
+    """Kelp's presets use a per-frame GroupNorm: with Wan's RMS norm a VAE trained from scratch at these sizes
+    collapses after one optimizer step to one flat colour whatever its latent (swap sensitivity ~3e-6)."""
+    from training.data.toy_world import toy_clip
+
+    torch.manual_seed(0)
+    vae = build_vae("small").train()
+    images = torch.stack([torch.from_numpy(toy_clip(seed, width=32, height=32, num_frames=1).frames)
+                          .permute(3, 0, 1, 2).float() / 127.5 - 1 for seed in range(4)])  # (4, 3, 1, 32, 32)
+    optimizer = torch.optim.Adam(vae.parameters(), lr=1e-3)
+    for _ in range(12):
+        loss = (vae.decode(vae.encode(images).latent_dist.mode()).sample - images).abs().mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        latents = vae.encode(images).latent_dist.mode()
+        swapped = (vae.decode(latents).sample - vae.decode(latents.flip(0)).sample).abs().mean().item()
+    assert swapped > 1e-2, f"the decoder ignores its latent (swap changes the output by {swapped:.2e})"
+
