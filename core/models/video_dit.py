@@ -98,10 +98,12 @@ class StreamProjections(nn.Module):
 
 
 def joint_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], mask, backend: str
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], mask, backend: str,
+    context=None,
 ) -> torch.Tensor:
     cos, sin = rope
-    out = attention(apply_rope(q, cos, sin), apply_rope(k, cos, sin), v, mask, backend=backend)  # (B, H, L, Dh)
+    q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+    out = attention(q, k, v, mask, backend=backend, context=context)  # (B, H, L, Dh)
     return rearrange(out, "b h l d -> b l (h d)")
 
 
@@ -123,14 +125,14 @@ class DualStreamBlock(nn.Module):
         self.ff = FeedForward(dim, mult=mlp_ratio, activation_fn="gelu-approximate")
         self.ff_context = FeedForward(dim, mult=mlp_ratio, activation_fn="gelu-approximate")
 
-    def forward(self, text, video, temb, rope, mask, backend: str):
+    def forward(self, text, video, temb, rope, mask, backend: str, context=None):
         v_shift1, v_scale1, v_gate1, v_shift2, v_scale2, v_gate2 = self.video_mod(temb)
         t_shift1, t_scale1, t_gate1, t_shift2, t_scale2, t_gate2 = self.text_mod(temb)
         num_text = text.shape[1]
         tq, tk, tv = self.attn_context(modulate(self.norm1_context(text), t_shift1, t_scale1))
         vq, vk, vv = self.attn(modulate(self.norm1(video), v_shift1, v_scale1))
         joint = [torch.cat(pair, dim=2) for pair in ((tq, vq), (tk, vk), (tv, vv))]  # (B, H, L, Dh)
-        out = joint_attention(*joint, rope, mask, backend)  # (B, L, D)
+        out = joint_attention(*joint, rope, mask, backend, context)  # (B, L, D)
         text = text + t_gate1[:, None] * self.to_add_out(out[:, :num_text])
         video = video + v_gate1[:, None] * self.to_out(out[:, num_text:])
         text = text + t_gate2[:, None] * self.ff_context(modulate(self.norm2_context(text), t_shift2, t_scale2))
@@ -150,9 +152,9 @@ class SharedStreamBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.ff = FeedForward(dim, mult=mlp_ratio, activation_fn="gelu-approximate")
 
-    def forward(self, x, temb, rope, mask, backend: str):
+    def forward(self, x, temb, rope, mask, backend: str, context=None):
         shift1, scale1, gate1, shift2, scale2, gate2 = self.mod(temb)
-        out = joint_attention(*self.attn(modulate(self.norm1(x), shift1, scale1)), rope, mask, backend)
+        out = joint_attention(*self.attn(modulate(self.norm1(x), shift1, scale1)), rope, mask, backend, context)
         x = x + gate1[:, None] * self.to_out(out)
         return x + gate2[:, None] * self.ff(modulate(self.norm2(x), shift2, scale2))
 
@@ -214,6 +216,9 @@ class KelpVideoTransformer(ModelMixin, ConfigMixin, PeftAdapterMixin):
         nn.init.zeros_(self.proj_out.weight)
         nn.init.zeros_(self.proj_out.bias)
         self.attention_backend = "dense"  # runtime setting, not part of the saved config
+        # Runtime per-generation attention state (e.g. a SparsityController): its for_layer(index,
+        # leading_tokens) gives each block's attention call its context.
+        self.attention_state = None
 
     def _run_block(self, block, *args):
         if torch.is_grad_enabled() and self.gradient_checkpointing:
@@ -272,13 +277,15 @@ class KelpVideoTransformer(ModelMixin, ConfigMixin, PeftAdapterMixin):
         video = self.patch_embed(x) + shot_emb[num_text:]  # (B, Lv, D)
         text = self.text_embed(encoder_hidden_states.to(video.dtype)) + shot_emb[:num_text]  # (B, Lt, D)
         temb = self.time_embed(self.time_proj(timestep.flatten()).to(video.dtype))  # (B, D)
-        backend = self.attention_backend
+        backend, state = self.attention_backend, self.attention_state
+        contexts = [None if state is None else state.for_layer(index, num_text)
+                    for index in range(len(self.dual_blocks) + len(self.shared_blocks))]
 
-        for block in self.dual_blocks:
-            text, video = self._run_block(block, text, video, temb, rope, mask, backend)
+        for block, context in zip(self.dual_blocks, contexts):
+            text, video = self._run_block(block, text, video, temb, rope, mask, backend, context)
         x = torch.cat([text, video], dim=1)  # (B, L, D)
-        for block in self.shared_blocks:
-            x = self._run_block(block, x, temb, rope, mask, backend)
+        for block, context in zip(self.shared_blocks, contexts[len(self.dual_blocks):]):
+            x = self._run_block(block, x, temb, rope, mask, backend, context)
 
         shift, scale = self.out_mod(temb)
         out = self.proj_out(modulate(self.norm_out(x[:, num_text:]), shift, scale))  # (B, Lv, C*ph*pw)

@@ -1,0 +1,180 @@
+"""AdaSpa-style search: exact block masses, planted patterns found, recall met, patterns cached between
+search steps, and the DiT unchanged by sparse attention at full recall."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from core.attention.adaptive_sparsity import (
+    SparsityController,
+    SparsitySettings,
+    always_kept_blocks,
+    attention_with_block_mass,
+    block_attention_mass,
+    select_blocks,
+)
+from core.attention.block_sparse import block_sparse_attention
+from core.attention.dispatch import attention
+from core.models.video_dit import TRANSFORMER_PRESETS
+
+B, H, D, BLOCK = 2, 2, 16, 16
+
+
+def dense_mass(q, k, mask, block):
+    """The reference: the full softmax matrix summed over blocks."""
+    scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    probs = scores.softmax(-1)
+    length = q.shape[2]
+    padded = -length % block
+    probs = F.pad(probs, (0, padded, 0, padded))
+    return probs.unflatten(-1, (-1, block)).sum(-1).unflatten(2, (-1, block)).sum(3)
+
+
+def test_block_mass_is_exact_and_chunked(monkeypatch):
+    monkeypatch.setattr("core.attention.adaptive_sparsity.SCORE_CHUNK_ELEMENTS", 1)  # one block per chunk
+    generator = torch.Generator().manual_seed(0)
+    q, k = (torch.randn(B, H, 75, D, generator=generator) for _ in range(2))
+    mask = torch.rand(B, 1, 75, 75, generator=generator) < 0.6
+    mask |= torch.eye(75, dtype=torch.bool)
+    for m in (None, mask):
+        mass = block_attention_mass(q, k, BLOCK, m)
+        torch.testing.assert_close(mass, dense_mass(q, k, m, BLOCK), atol=1e-5, rtol=1e-5)
+    assert torch.allclose(mass.sum(-1)[..., :-1], torch.tensor(float(BLOCK)))  # each query's row sums to 1
+    v = torch.randn(B, H, 75, 8, generator=generator)
+    out, same_mass = attention_with_block_mass(q, k, v, BLOCK, mask)  # a search step's output is exact
+    torch.testing.assert_close(out, F.scaled_dot_product_attention(q, k, v, attn_mask=mask), atol=1e-5, rtol=0)
+    torch.testing.assert_close(same_mass, mass)
+
+
+def planted(blocks: int, seed: int = 0):
+    """q, k whose query block i attends almost only to key block target[b, h, i]."""
+    generator = torch.Generator().manual_seed(seed)
+    keys_dir = torch.linalg.qr(torch.randn(D, D, generator=generator))[0][:blocks]  # orthonormal, one per key block
+    target = torch.randint(0, blocks, (B, H, blocks), generator=generator)
+    k = keys_dir.repeat_interleave(BLOCK, 0).expand(B, H, -1, -1) * 3.0
+    q = keys_dir[target].repeat_interleave(BLOCK, 2) * 6.0  # (B, H, L, D)
+    noise = lambda: 0.05 * torch.randn(B, H, blocks * BLOCK, D, generator=generator)  # noqa: E731
+    return q + noise(), k + noise(), target
+
+
+def test_search_finds_a_planted_pattern():
+    blocks = 6
+    q, k, target = planted(blocks)
+    mass = block_attention_mass(q, k, BLOCK)
+    forced = always_kept_blocks(blocks, BLOCK, leading_tokens=0)
+    pattern = select_blocks(mass, forced, target_recall=0.9)
+    expected = torch.eye(blocks, dtype=torch.bool).expand(B, H, -1, -1).clone()
+    expected.scatter_(-1, target[..., None], True)
+    assert torch.equal(pattern, expected)
+
+
+def test_leading_tokens_and_diagonal_always_kept():
+    kept = always_kept_blocks(5, 16, leading_tokens=20)
+    assert kept[:, :2].all() and kept.diagonal().all() and kept.sum() == 5 * 2 + 3
+
+
+@pytest.mark.parametrize("target", [0.5, 0.8, 0.95])
+def test_target_recall_is_met_with_few_blocks(target):
+    generator = torch.Generator().manual_seed(1)
+    q, k = (torch.randn(B, H, 160, D, generator=generator) * 2 for _ in range(2))
+    mass = block_attention_mass(q, k, BLOCK)
+    pattern = select_blocks(mass, always_kept_blocks(10, BLOCK, 0), target_recall=target)
+    recall = (mass * pattern).sum(-1) / mass.sum(-1)
+    assert (recall >= target - 1e-6).all()
+    # fewest blocks: dropping the lightest kept non-diagonal block of a row falls below the target
+    lightest = mass.masked_fill(~pattern | torch.eye(10, dtype=torch.bool), float("inf")).min(-1).values
+    droppable = torch.isfinite(lightest)
+    assert ((recall - lightest / mass.sum(-1))[droppable] < target).all()
+
+
+def test_fixed_sparsity_keeps_the_budget():
+    generator = torch.Generator().manual_seed(2)
+    mass = torch.rand(B, H, 20, 20, generator=generator)
+    pattern = select_blocks(mass, always_kept_blocks(20, BLOCK, 0), sparsity=0.85)
+    assert (pattern.sum(-1) == 3).all()  # ceil(0.15 * 20)
+    assert pattern.diagonal(dim1=-2, dim2=-1).all()
+
+
+def run_steps(controller, steps, q, k, v, mask=None, layers=2):
+    outputs = []
+    for step in range(steps):
+        controller.set_step(step)
+        outputs.append([attention(q, k, v, mask, backend="sparse", context=controller.for_layer(layer, 8))
+                        for layer in range(layers)])
+    return outputs
+
+
+def test_pattern_is_cached_between_search_steps():
+    settings = SparsitySettings(target_recall=0.9, block_size=BLOCK, warmup_steps=2, search_steps=(2, 10),
+                                min_tokens=0)
+    controller = SparsityController(settings)
+    generator = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(B, H, 100, D, generator=generator) for _ in range(3))
+    modes = []
+    for step in range(14):
+        controller.set_step(step)
+        modes.append(controller.mode(0, B, H, 100))
+        attention(q, k, v, backend="sparse", context=controller.for_layer(0, 8))
+        attention(q, k, v, backend="sparse", context=controller.for_layer(0, 8))  # e.g. Heun: twice a step
+    assert modes == ["dense"] * 2 + ["search"] + ["reuse"] * 7 + ["search"] + ["reuse"] * 3
+    assert controller.searches == 2 and controller.stats[0].searched_at == 10
+    cached = controller.patterns[0]
+    assert cached.shape == (B, H, 7, 7) and 0 < controller.stats[0].sparsity.mean() < 1
+    assert (controller.stats[0].recall >= 0.9).all()
+    controller.set_step(11)  # a reuse step runs the block-sparse kernel on the cached pattern
+    expected = block_sparse_attention(q, k, v, cached, BLOCK)
+    torch.testing.assert_close(controller.for_layer(0, 8)(q, k, v, None), expected)
+
+
+def test_new_sequence_shape_searches_again_and_short_sequences_stay_dense():
+    controller = SparsityController(SparsitySettings(block_size=BLOCK, warmup_steps=0, search_steps=(0,),
+                                                     min_tokens=64))
+    controller.set_step(3)
+    assert controller.mode(0, B, H, 100) == "search"
+    assert controller.mode(0, B, H, 50) == "dense"
+    with pytest.raises(ValueError, match="`step`"):
+        SparsityController().mode(0, B, H, 5000)
+
+
+def test_sparse_backend_needs_a_context():
+    q = torch.randn(1, 1, 8, 4)
+    with pytest.raises(ValueError, match="`context`"):
+        attention(q, q, q, backend="sparse")
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(target_recall=0.9, sparsity=0.8), "target_recall"),
+    (dict(target_recall=1.5), "target_recall"),
+    (dict(sparsity=1.0), "sparsity"),
+    (dict(block_size=20), "block_size"),
+    (dict(warmup_steps=3, search_steps=(2,)), "search_steps"),
+    (dict(kernel="fast"), "kernel"),
+])
+def test_settings_name_the_bad_argument(kwargs, name):
+    with pytest.raises(ValueError, match=f"`{name}`"):
+        SparsitySettings(**kwargs)
+
+
+@pytest.mark.parametrize("shots", [None, dict(shot_latent_frames=[2, 2], text_lengths=[3, 3])])
+def test_dit_with_sparse_attention_at_full_recall_matches_dense(shots):
+    torch.manual_seed(0)
+    model = TRANSFORMER_PRESETS["tiny"].build().eval()
+    for param in model.parameters():
+        torch.nn.init.normal_(param, std=0.2)
+    x, text, t = torch.randn(2, 4, 4, 8, 8), torch.randn(2, 6, 384), torch.full((2,), 400.0)
+    kwargs = shots or {}
+    with torch.no_grad():
+        dense = model(x, t, text, **kwargs).sample
+        controller = SparsityController(SparsitySettings(target_recall=1.0, block_size=16, warmup_steps=1,
+                                                         search_steps=(1,), min_tokens=0))
+        model.attention_backend, model.attention_state = "sparse", controller
+        outputs = []
+        for step in range(3):  # dense warm-up, search, reuse through the gather kernel
+            controller.set_step(step)
+            outputs.append(model(x, t, text, **kwargs).sample)
+    assert controller.searches == 2  # once per layer (tiny: one dual and one shared block)
+    assert sorted(controller.patterns) == [0, 1]
+    for out in outputs:
+        torch.testing.assert_close(out, dense, atol=1e-5, rtol=0)
