@@ -28,7 +28,8 @@ def playable_video(page, selector: str, timeout: float = 60_000) -> dict:
 def open_storyboard_tab(page) -> None:
     """Open the tab and wait for the redraw that opening it starts, so that no click lands on a vanishing button."""
     drawn = "document.querySelector('#storyboard-drawn')"
-    before = page.evaluate(f"() => {drawn} ? Number({drawn}.dataset.version) : -1")
+    # Not drawn yet (a fresh page mounts the tab on first open): its version state is still 0.
+    before = page.evaluate(f"() => {drawn} ? Number({drawn}.dataset.version) : 0")
     page.get_by_role("tab", name="Storyboard").click()
     page.wait_for_function(f"(before) => {drawn} && Number({drawn}.dataset.version) > before", arg=before)
 
