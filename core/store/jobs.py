@@ -162,8 +162,7 @@ def record_finished_video(
     def finish(session: Session) -> Path:
         job = session.get(Generation, generation_id)
         video_asset = store.add_asset(session, video, "output", move=True, original_name=f"kelp-{generation_id}.mp4")
-        sha256, _, size = store.files.add_bytes(thumbnail, ".png")
-        thumb_asset = _asset_row(session, sha256, ".png", "thumbnail", size)
+        thumb_asset = store.add_asset_bytes(session, thumbnail, ".png", "thumbnail")
         job.video_asset_id, job.thumbnail_asset_id = video_asset.id, thumb_asset.id
         job.result = metadata
         job.seed = metadata.get("seed", job.seed)
@@ -214,19 +213,6 @@ def _finish(session: Session, generation_id: int, status: str, *, error: str = "
     job.status, job.finished_at, job.error, job.cancel_requested = status, utc_now(), error, False
     if status == "done":
         job.progress = 1.0
-
-
-def _asset_row(session: Session, sha256: str, suffix: str, kind: str, size: int):
-    from sqlalchemy import select
-
-    from core.store.schema import Asset
-
-    asset = session.scalars(select(Asset).where(Asset.sha256 == sha256, Asset.suffix == suffix)).first()
-    if asset is None:
-        asset = Asset(sha256=sha256, suffix=suffix, kind=kind, size_bytes=size, original_name="")
-        session.add(asset)
-        session.flush()
-    return asset
 
 
 def _thumbnail_png(video: Path) -> bytes:

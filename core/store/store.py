@@ -50,14 +50,23 @@ class Store:
         if kind not in ASSET_KINDS:
             raise ValueError(f"`kind` must be one of {ASSET_KINDS} but is {kind!r}")
         sha256, path, size = self.files.add_file(source, suffix, move=move)
-        stored_suffix = path.name[len(sha256):]
-        asset = session.scalars(select(Asset).where(Asset.sha256 == sha256, Asset.suffix == stored_suffix)).first()
-        if asset is None:
-            asset = Asset(sha256=sha256, suffix=stored_suffix, kind=kind, size_bytes=size,
-                          original_name=original_name or Path(source).name)
-            session.add(asset)
-            session.flush()
-        return asset
+        return _asset_row(session, sha256, path.name[len(sha256):], kind, size, original_name or Path(source).name)
+
+    def add_asset_bytes(self, session: Session, data: bytes, suffix: str, kind: str) -> Asset:
+        """Store `data` (e.g. a thumbnail made in memory) and return its (possibly existing) asset row."""
+        if kind not in ASSET_KINDS:
+            raise ValueError(f"`kind` must be one of {ASSET_KINDS} but is {kind!r}")
+        sha256, path, size = self.files.add_bytes(data, suffix)
+        return _asset_row(session, sha256, path.name[len(sha256):], kind, size, "")
 
     def asset_path(self, asset: Asset) -> Path:
         return self.files.path_for(asset.sha256, asset.suffix)
+
+
+def _asset_row(session: Session, sha256: str, suffix: str, kind: str, size: int, original_name: str) -> Asset:
+    asset = session.scalars(select(Asset).where(Asset.sha256 == sha256, Asset.suffix == suffix)).first()
+    if asset is None:
+        asset = Asset(sha256=sha256, suffix=suffix, kind=kind, size_bytes=size, original_name=original_name)
+        session.add(asset)
+        session.flush()
+    return asset
