@@ -9,6 +9,7 @@ import json
 import sys
 from pathlib import Path
 
+from app.cli_performance import add_performance_arguments, attention_fields
 from app.cli_store import add_data_dir_argument, add_store_commands
 
 
@@ -63,7 +64,7 @@ def build_request(args: argparse.Namespace):
         guidance_scale=args.guidance, sampler=args.sampler, shift=args.shift, seed=args.seed,
         image=args.image, last_image=args.last_image, extend_video=args.extend,
         extend_context_frames=args.context_frames, shots=shots,
-        loras=tuple(_parse_lora(text) for text in args.lora),
+        loras=tuple(_parse_lora(text) for text in args.lora), **attention_fields(args),
     )
 
 
@@ -210,6 +211,7 @@ def parser() -> argparse.ArgumentParser:
                      "(it is always kept in the history, see --data-dir)")
     gen.add_argument("--gif", action="store_true", help="also write a GIF beside the mp4")
     gen.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    add_performance_arguments(gen)
     add_data_dir_argument(gen)
     gen.set_defaults(handler=run_generate)
     models = sub.add_parser("models", help="list the models Kelp can find")

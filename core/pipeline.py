@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from core.attention.per_generation import attention_report, generation_attention
 from core.cancellation import check_cancel
 from core.conditioning import Condition, build_condition, video_tensor_to_frames
 from core.lora import load_lora, unload_loras
@@ -53,6 +54,7 @@ class SampledVideo:
     condition: Condition
     timings: dict
     started: float  # perf_counter() when the request arrived
+    attention: dict = field(default_factory=lambda: {"mode": "dense"})  # what attention did (attention_report)
 
 
 @dataclass
@@ -171,15 +173,23 @@ class Engine:
 
         mark = time.perf_counter()
         report("sampling", 0, model_calls(r.sampler, r.steps))
-        latents = sample_flow(
-            predict_velocity, noise, r.sampler, r.steps, shift,
-            on_step=lambda done, total: report("sampling", done, total, since=mark), cancel=cancel,
-        )
+        with generation_attention(loaded.transformer, r.attention, r.sparse_attention) as sparsity:
+
+            def predict_at_step(latents: torch.Tensor, timestep: torch.Tensor, call: int) -> torch.Tensor:
+                if sparsity is not None:
+                    sparsity.set_step(call)
+                return predict_velocity(latents, timestep)
+
+            latents = sample_flow(
+                predict_at_step, noise, r.sampler, r.steps, shift,
+                on_step=lambda done, total: report("sampling", done, total, since=mark), cancel=cancel,
+            )
         # The given frames are known exactly: keep them rather than their re-synthesis.
         given = condition.mask.bool().expand_as(latents)
         latents = torch.where(given, condition.latents.to(latents.dtype), latents).float()
         timings["sampling_s"] = time.perf_counter() - mark
-        return SampledVideo(validated, loaded, seed, shift, latents, shot_latents, condition, timings, started)
+        attention = attention_report(r.attention, sparsity, timings["sampling_s"])
+        return SampledVideo(validated, loaded, seed, shift, latents, shot_latents, condition, timings, started, attention)
 
     def iter_frames(
         self, sampled: SampledVideo, on_progress: Callable[[Progress], None] | None = None, cancel=None
@@ -261,6 +271,7 @@ class Engine:
                 {"path": str(l.path), "strength": l.strength, "sha256": file_sha256(Path(l.path))} for l in r.loras
             ],
             "settings": {"shift": sampled.shift, "model_calls": model_calls(r.sampler, r.steps), "dtype": str(self.dtype)},
+            "attention": sampled.attention,
             "output": {"width": r.width, "height": r.height, "fps": r.fps, "generated_frames": r.total_frames},
             "device": {"type": self.device.type, "torch": torch.__version__, "python": platform.python_version()},
             "timings": {k: round(v, 4) for k, v in sampled.timings.items()},

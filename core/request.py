@@ -20,13 +20,15 @@ from typing import Any
 
 from PIL import Image
 
+from core.attention.adaptive_sparsity import SparsitySettings
 from core.lora import check_lora_file
 from core.model_loader import DEFAULT_MODEL, ModelSource, resolve_model
-from core.sampling import SAMPLERS
+from core.sampling import SAMPLERS, model_calls
 
 MAX_IMAGE_SIDE = 8192  # pixels; a larger image is refused before it is decoded
 MAX_PROMPT_CHARS = 2000
 MAX_SEED = 2**63 - 1
+ATTENTION_MODES = ("dense", "sparse")  # sparse: adaptive block-sparse (core.attention.adaptive_sparsity)
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,8 @@ class GenerationRequest:
     extend_context_frames: int = 5  # 1 + 4k frames of the clip's end that the new window starts from
     shots: tuple[ShotSpec, ...] = ()
     loras: tuple[LoraSpec, ...] = ()
+    attention: str = "dense"  # one of ATTENTION_MODES
+    sparse_attention: SparsitySettings | None = None  # with attention="sparse"; None: the default settings
 
     @property
     def task(self) -> str:
@@ -89,7 +93,21 @@ class GenerationRequest:
         data = dict(data)
         data["shots"] = tuple(ShotSpec(**s) if isinstance(s, dict) else s for s in data.get("shots") or ())
         data["loras"] = tuple(LoraSpec(**s) if isinstance(s, dict) else s for s in data.get("loras") or ())
+        if isinstance(data.get("sparse_attention"), dict):
+            data["sparse_attention"] = sparsity_settings_from_dict(data["sparse_attention"])
         return cls(**data)
+
+
+def sparsity_settings_from_dict(data: dict[str, Any]) -> SparsitySettings:
+    """SparsitySettings from JSON (a stored request or an API call); its own checks name a bad value."""
+    known = {f.name for f in fields(SparsitySettings)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"unknown `sparse_attention` fields {unknown}; known: {sorted(known)}")
+    data = dict(data)
+    if "search_steps" in data:
+        data["search_steps"] = tuple(data["search_steps"])
+    return SparsitySettings(**data)
 
 
 @dataclass(frozen=True)
@@ -224,7 +242,30 @@ def validate_request(request: GenerationRequest, search_dirs=None) -> ValidatedR
             raise _bad("num_frames", r.num_frames, "must be at least 5 with `last_image`")
     if r.extend_video is not None:
         _check_extend(r)
+    r = _check_attention(r)
     return ValidatedRequest(r, source, shot_frames)
+
+
+def _check_attention(r: GenerationRequest) -> GenerationRequest:
+    """The attention mode, and for sparse attention its settings filled in (recorded with the result)."""
+    if r.attention not in ATTENTION_MODES:
+        raise _bad("attention", r.attention, f"must be one of {list(ATTENTION_MODES)}")
+    if r.attention == "dense":
+        if r.sparse_attention is not None:
+            raise ValueError("`sparse_attention` settings need `attention='sparse'`, got attention='dense'")
+        return r
+    settings = r.sparse_attention if r.sparse_attention is not None else SparsitySettings()
+    if not isinstance(settings, SparsitySettings):
+        raise _bad("sparse_attention", settings, "must be a SparsitySettings")
+    calls = model_calls(r.sampler, r.steps)  # the settings count model calls: steps, or 2 a step for Heun
+    if any(step >= calls for step in settings.search_steps):
+        usable = tuple(step for step in settings.search_steps if step < calls)
+        if not usable:  # a short run: search once, right after the warm-up
+            first = min(settings.warmup_steps, calls - 1)
+            settings = replace(settings, search_steps=(first,), warmup_steps=first)
+        else:
+            settings = replace(settings, search_steps=usable)
+    return replace(r, sparse_attention=settings)
 
 
 def _max_shots(source: ModelSource) -> int:

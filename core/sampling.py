@@ -48,7 +48,7 @@ def classifier_free_guidance(velocity: torch.Tensor, guidance_scale: float) -> t
 
 
 def sample_flow(
-    predict_velocity: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    predict_velocity: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor],
     noise: torch.Tensor,
     sampler: str,
     steps: int,
@@ -58,7 +58,8 @@ def sample_flow(
 ) -> torch.Tensor:
     """Integrate from pure noise (sigma 1) to data (sigma 0).
 
-    predict_velocity(latents, timestep) -> velocity, with timestep a scalar tensor in [0, 1000].
+    predict_velocity(latents, timestep, call) -> velocity, with timestep a scalar tensor in [0, 1000] and
+    `call` the index of this model call (0, 1, ...; Heun makes two a step).
     on_step(done, total) runs after each model call; `cancel` (has is_set()) is checked before each.
     """
     scheduler = make_scheduler(sampler, shift)
@@ -67,7 +68,7 @@ def sample_flow(
     latents = noise
     for index, timestep in enumerate(timesteps):
         check_cancel(cancel)
-        velocity = predict_velocity(latents, timestep)
+        velocity = predict_velocity(latents, timestep, index)
         latents = scheduler.step(velocity, timestep, latents, return_dict=False)[0]
         if on_step is not None:
             on_step(index + 1, len(timesteps))

@@ -86,3 +86,24 @@ def test_no_subcommand_starts_the_studio_with_its_flags():
                           text=True, cwd=ROOT, timeout=120)
     words = " ".join(done.stdout.split())  # argparse wraps lines
     assert done.returncode == 0 and "--share" in words and "starts the studio" in words
+
+
+def test_sparse_attention_flags_reach_the_recorded_request(tmp_path):
+    out = tmp_path / "clip.mp4"
+    done = launch("generate", "--model", "random:tiny", "--prompt", "a blue square", "--seed", "3", "--steps", "4",
+                  "--frames", "9", "--width", "64", "--height", "64", "--attention", "sparse", "--sparsity", "0.5",
+                  "--sparse-block-size", "16", "--sparse-min-tokens", "0", "--sparse-search-steps", "2,3",
+                  "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    sidecar = json.loads(out.with_suffix(".json").read_text())
+    assert sidecar["request"]["attention"] == "sparse"
+    assert sidecar["request"]["sparse_attention"]["search_steps"] == [2, 3]
+    assert sidecar["attention"]["searches"] > 0 and sidecar["attention"]["mean_sparsity"] > 0
+
+
+def test_sparse_flags_without_sparse_attention_are_refused(tmp_path):
+    done = launch("generate", "--model", "random:tiny", "--prompt", "a blue square", "--sparsity", "0.5")
+    assert done.returncode == 2
+    assert "--sparsity: only with `--attention sparse`" in done.stderr
+    bad = launch("generate", "--model", "random:tiny", "--prompt", "x", "--attention", "sparse", "--sparsity", "1.5")
+    assert bad.returncode == 2 and "`sparsity` must be in [0, 1), got 1.5" in bad.stderr

@@ -7,6 +7,7 @@ import math
 from dataclasses import astuple, dataclass, fields
 
 from core.models.presets import GenerationDefaults
+from core.attention.adaptive_sparsity import DEFAULT_TARGET_RECALL, SparsitySettings
 from core.request import GenerationRequest, LoraSpec
 
 NO_LORA = ""
@@ -33,6 +34,8 @@ class FormValues:
     sampler: str = "euler"
     shift: float | None = None  # None or 0: scaled from the model's shift by clip size
     fps: float = 8.0
+    attention: str = "dense"  # ATTENTION_MODES
+    attention_recall: float = DEFAULT_TARGET_RECALL  # with sparse attention: share of attention mass kept
 
     def values(self) -> tuple:
         return astuple(self)
@@ -111,8 +114,14 @@ def request_from_form(form: FormValues) -> GenerationRequest:
         steps=int(form.steps), guidance_scale=float(form.guidance), sampler=form.sampler,
         shift=float(form.shift) if form.shift else None, seed=seed,
         image=form.image or None, last_image=form.last_image or None, extend_video=form.extend_video or None,
-        loras=loras,
+        loras=loras, attention=form.attention, sparse_attention=_sparse_settings(form),
     )
+
+
+def _sparse_settings(form: FormValues) -> SparsitySettings | None:
+    if form.attention != "sparse":
+        return None
+    return SparsitySettings(target_recall=float(form.attention_recall))
 
 
 def form_from_request(request: GenerationRequest, defaults: GenerationDefaults) -> FormValues:
@@ -128,5 +137,13 @@ def form_from_request(request: GenerationRequest, defaults: GenerationDefaults) 
         random_seed=request.seed is None, seed=request.seed,
         lora=str(lora.path) if lora else NO_LORA, lora_strength=lora.strength if lora else 1.0,
         image=request.image, last_image=request.last_image, extend_video=request.extend_video,
-        sampler=request.sampler or defaults.sampler, shift=request.shift, fps=fps,
+        sampler=request.sampler or defaults.sampler, shift=request.shift, fps=fps, attention=request.attention,
+        attention_recall=_recall_of(request.sparse_attention),
     )
+
+
+def _recall_of(settings: SparsitySettings | None) -> float:
+    """The recall a past request asked for; a fixed-sparsity request shows the default recall."""
+    if settings is None or settings.target_recall is None:
+        return DEFAULT_TARGET_RECALL
+    return settings.target_recall

@@ -12,13 +12,18 @@ from app.service import StudioService
 from app.ui import create_handlers as handlers
 from app.ui.create_form import FORM_FIELDS, NO_LORA, duration_note, size_choices
 from app.ui.image_path import ImagePath
+from core.attention.adaptive_sparsity import SparsitySettings
 from core.lora import MAX_STRENGTH
+from core.request import ATTENTION_MODES
 from core.model_loader import resolve_model
 from core.sampling import SAMPLERS
 
 QUEUE_REFRESH_S = 2.0
-PERFORMANCE_NOTE = ("Dense attention and full-precision weights are the only modes for now; more modes land with "
-                    "sparse attention / quantization.")
+PERFORMANCE_NOTE = (
+    "**Sparse attention** skips the blocks of the video that barely attend to each other (searched at a few steps, "
+    f"then reused). It only pays on long or large clips: below {SparsitySettings().min_tokens} tokens it runs dense, "
+    "and the result's details say so. Lower recall is faster and strays further from the dense result. "
+    "Full-precision weights are the only mode for now.")
 
 
 @dataclass
@@ -42,6 +47,8 @@ class CreateForm:
     sampler: gr.Radio
     shift: gr.Number
     fps: gr.Number
+    attention: gr.Radio
+    attention_recall: gr.Slider
 
     def components(self) -> list:
         return [getattr(self, name) for name in FORM_FIELDS]
@@ -121,10 +128,12 @@ def _advanced_section(defaults) -> dict:
             fps = gr.Number(defaults.fps, label="Frames per second", minimum=1, maximum=120)
     with gr.Accordion("Performance", open=False):
         with gr.Row():
-            gr.Radio(["dense"], value="dense", label="Attention", interactive=False)
+            attention = gr.Radio(list(ATTENTION_MODES), value="dense", label="Attention", elem_id="kelp-attention")
+            recall = gr.Slider(0.5, 1.0, value=SparsitySettings().target_recall, step=0.01,
+                               label="Sparse attention recall", info="share of attention mass kept")
             gr.Radio(["none"], value="none", label="Quantization", interactive=False)
         gr.Markdown(PERFORMANCE_NOTE)
-    return dict(sampler=sampler, shift=shift, fps=fps)
+    return dict(sampler=sampler, shift=shift, fps=fps, attention=attention, attention_recall=recall)
 
 
 def _result_section() -> dict:

@@ -145,11 +145,28 @@ def _summary(job: Generation) -> str:
     seed = "seed: random, not run yet" if job.seed is None else f"seed {job.seed}"
     project = f" · project “{job.project.name}”" if job.project is not None else ""
     lines = [f"**#{job.id}** · {job.status} · {when} UTC · {job.model}", seed + project]
+    attention = attention_summary((job.result or {}).get("attention"), (job.request or {}).get("attention"))
+    if attention:
+        lines.append(attention)
     if job.error:
         lines.append(f"Error: {job.error}")
     if job.deleted_at is not None:
         lines.append("In the trash: restore it to keep it.")
     return "\n\n".join([f"> {job.prompt}" if job.prompt else "> (no prompt)", *lines])
+
+
+def attention_summary(report: dict | None, asked: str | None) -> str:
+    """One line on sparse attention: what it achieved once run, or that it was asked for."""
+    if report is None:
+        return "attention: sparse (asked)" if asked == "sparse" else ""
+    if report.get("mode") != "sparse":
+        return ""
+    if "mean_sparsity" not in report:
+        return "attention: sparse asked, ran dense (clip too short for it)"
+    share = report.get("search_share")
+    search = f", searches {share:.0%} of sampling" if share is not None else ""
+    return (f"attention: sparse, {report['mean_sparsity']:.0%} of blocks skipped, "
+            f"{report['mean_recall']:.1%} of attention kept{search}")
 
 
 def _settings(job: Generation) -> dict:

@@ -28,6 +28,7 @@ class SparsitySettings:
     target_recall: float | None = None  # share of each query block's attention mass to keep (default 0.9)
     sparsity: float | None = None  # instead: share of key blocks to drop per query block (fixed budget)
     block_size: int = 64  # tokens per block, in sequence order: video blocks are runs of (frame, row, col)
+    # Steps count model calls (sampling steps; Heun makes two calls a step).
     warmup_steps: int = 2  # the first steps run dense: the pattern is not settled at pure noise
     search_steps: tuple[int, ...] = (2, 10)  # steps that search a fresh pattern; the others reuse it
     keep_leading_tokens: bool = True  # always keep the key blocks of the leading (text) tokens

@@ -55,6 +55,15 @@ def test_form_and_request_round_trip():
     assert request_from_form(FormValues(model="random:tiny", size="64x64", random_seed=True, seed=7)).seed is None
 
 
+def test_sparse_attention_round_trips_through_the_form():
+    form = FormValues(prompt="a fox", model="random:tiny", size="64x64", attention="sparse", attention_recall=0.8)
+    request = request_from_form(form)
+    assert request.attention == "sparse" and request.sparse_attention.target_recall == 0.8
+    assert form_from_request(request, MODEL_PRESETS["tiny"].defaults).attention_recall == 0.8
+    dense = request_from_form(FormValues(prompt="a fox", model="random:tiny", size="64x64", attention_recall=0.8))
+    assert dense.attention == "dense" and dense.sparse_attention is None  # the slider alone changes nothing
+
+
 def test_a_bad_size_names_the_field():
     with pytest.raises(ValueError, match="`size`"):
         request_from_form(FormValues(size="big"))

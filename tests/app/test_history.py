@@ -217,3 +217,12 @@ def test_projects_filter_and_move(service):
     assert listed(service, project_id=project, this_project=True)[0] == [f"#{heron} a heron"]
     assert len(listed(service, project_id=project)[0]) == 2  # the box unticked: every project
     assert "project “Birds”" in handlers.details(service, heron)[1]
+
+
+def test_attention_summary_says_what_sparse_attention_did():
+    ran = {"mode": "sparse", "mean_sparsity": 0.82, "mean_recall": 0.913, "search_share": 0.06}
+    assert handlers.attention_summary(ran, "sparse") == ("attention: sparse, 82% of blocks skipped, 91.3% of "
+                                                         "attention kept, searches 6% of sampling")
+    assert "ran dense" in handlers.attention_summary({"mode": "sparse", "searches": 0}, "sparse")
+    assert handlers.attention_summary(None, "sparse") == "attention: sparse (asked)"
+    assert handlers.attention_summary({"mode": "dense"}, "dense") == ""

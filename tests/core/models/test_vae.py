@@ -195,3 +195,16 @@ def test_kelp_presets_train_from_scratch_without_losing_their_latent():
         swapped = (vae.decode(latents).sample - vae.decode(latents.flip(0)).sample).abs().mean().item()
     assert swapped > 1e-2, f"the decoder ignores its latent (swap changes the output by {swapped:.2e})"
 
+
+
+@pytest.mark.parametrize("preset", ["tiny", "small"])
+def test_output_heads_keep_the_colour_of_a_flat_frame(preset):
+    """Instance norm (a group per channel) maps every flat frame to the same output, whatever its colour: as the
+    encoder's or decoder's last norm it erases colour. The heads keep several channels a group."""
+    vae = build_vae(preset)
+    for head in (vae.encoder.norm_out, vae.decoder.norm_out):
+        channels = head.gamma.shape[0]
+        assert channels // head.groups >= FrameGroupNorm.HEAD_CHANNELS_PER_GROUP
+        first, second = torch.randn(2, 1, channels, 1, 1, 1).unbind(0)
+        flat = lambda values: values.expand(1, channels, 2, 4, 4)  # noqa: E731 (B, C, T, H, W)
+        assert not torch.allclose(head(flat(first)), head(flat(second)), atol=1e-3)
