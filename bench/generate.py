@@ -8,13 +8,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import diffusers
@@ -22,6 +18,7 @@ import torch
 import transformers
 from diffusers import FlowMatchEulerDiscreteScheduler, WanPipeline, WanTransformer3DModel
 
+from bench.machine import machine_info, sync
 from core.model_loader import DEFAULT_MODEL, resolve_model
 from core.pipeline import Engine
 from core.request import GenerationRequest
@@ -55,24 +52,6 @@ def default_model() -> tuple[str, str]:
         return DEFAULT_MODEL, f"{DEFAULT_MODEL} (trained weights found)"
     except ValueError:
         return "random:small", f"random:small ({DEFAULT_MODEL} not found in assets/; seeded random weights)"
-
-
-def machine_info(device: torch.device) -> dict:
-    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
-    git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    return {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join([os.path.relpath(sys.executable), "-m", "bench.generate", *sys.argv[1:]]),
-        "git_commit": git.stdout.strip() if git.returncode == 0 else None,
-        "device": str(device), "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-        "cpu": next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), None),
-        "torch": torch.__version__, "diffusers": diffusers.__version__, "threads": torch.get_num_threads(),
-    }
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 @contextlib.contextmanager
@@ -220,7 +199,7 @@ def main() -> None:
     request = engine.validate(request).request  # every default filled in, so both sides read the same numbers
     settings = {k: getattr(request, k) for k in ("width", "height", "num_frames", "fps", "steps", "guidance_scale")}
     print(f"model: {model_note}; {settings}, {request.sampler}; {args.repeats} repeats")
-    results = {**machine_info(engine.device), "model": model, "model_note": model_note,
+    results = {**machine_info(engine.device, "bench.generate"), "model": model, "model_note": model_note,
                "settings": {**settings, "sampler": request.sampler, "repeats": args.repeats}, "method": METHOD}
     results.update(measure(engine, request, args.repeats))
     print(table(results))

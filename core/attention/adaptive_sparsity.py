@@ -33,6 +33,9 @@ class SparsitySettings:
     search_steps: tuple[int, ...] = (2, 10)  # steps that search a fresh pattern; the others reuse it
     keep_leading_tokens: bool = True  # always keep the key blocks of the leading (text) tokens
     min_tokens: int = 4096  # shorter sequences run dense: there sparse attention does not pay
+    # A layer whose searched pattern skips a smaller share of its blocks runs dense until the next search: below
+    # about half the block kernel is slower than dense SDPA on CPU (bench/attention.py).
+    min_sparsity: float = 0.5
     kernel: str = "auto"  # block-sparse kernel: "auto", "gather" or "flex"
 
     def __post_init__(self):
@@ -57,6 +60,8 @@ class SparsitySettings:
             )
         if self.min_tokens < 0:
             raise ValueError(f"`min_tokens` must be >= 0, got {self.min_tokens}")
+        if not 0 <= self.min_sparsity < 1:
+            raise ValueError(f"`min_sparsity` must be in [0, 1), got {self.min_sparsity}")
         if self.kernel != "auto" and self.kernel not in BLOCK_SPARSE_KERNELS:
             raise ValueError(f"`kernel` must be 'auto' or one of {sorted(BLOCK_SPARSE_KERNELS)}, got {self.kernel!r}")
 
@@ -158,6 +163,7 @@ class LayerStats:
     sparsity: torch.Tensor  # (H,) share of (query block, key block) pairs dropped, over batch and rows
     recall: torch.Tensor  # (H,) share of attention mass the kept blocks hold at the search step
     searched_at: int  # the step of the search
+    runs_dense: bool = False  # the pattern skips less than `min_sparsity`: the layer attends densely until the next search
 
 
 @dataclass
@@ -195,7 +201,7 @@ class SparsityController:
             return "search"  # no pattern yet, or a new sequence shape
         if self.step in self.settings.search_steps and self.stats[layer].searched_at != self.step:
             return "search"  # a sampler may call the model twice in a step: search once
-        return "reuse"
+        return "dense" if self.stats[layer].runs_dense else "reuse"
 
     def attend(self, layer: int, leading_tokens: int, q, k, v, mask) -> torch.Tensor:
         batch, heads, length, _ = q.shape
@@ -221,6 +227,7 @@ class SparsityController:
             sparsity=1 - pattern.float().mean(dim=(0, 2, 3)).cpu(),
             recall=(kept_mass / mass.sum(dim=(0, 2, 3)).clamp_min(1e-30)).cpu(),
             searched_at=self.step,
+            runs_dense=float(1 - pattern.float().mean()) < settings.min_sparsity,
         )
         self.searches += 1
         self.search_seconds += time.perf_counter() - start  # includes the dense output of the step

@@ -47,11 +47,18 @@ def attention_report(mode: str, controller: SparsityController | None, sampling_
                                f"or every step was a warm-up step")
         return report
     per_layer = [
-        {"layer": layer, "searched_at": s.searched_at,
+        {"layer": layer, "searched_at": s.searched_at, "runs_dense": s.runs_dense,
          "sparsity": [round(float(x), 4) for x in s.sparsity], "recall": [round(float(x), 4) for x in s.recall]}
         for layer, s in sorted(stats.items())
     ]
-    report["mean_sparsity"] = round(sum(sum(l["sparsity"]) / len(l["sparsity"]) for l in per_layer) / len(per_layer), 4)
-    report["mean_recall"] = round(sum(sum(l["recall"]) / len(l["recall"]) for l in per_layer) / len(per_layer), 4)
+    # What ran: a layer that fell back to dense attention skipped nothing and kept everything.
+    effective = [(0.0, 1.0) if l["runs_dense"] else (_mean(l["sparsity"]), _mean(l["recall"])) for l in per_layer]
+    report["mean_sparsity"] = round(_mean([s for s, _ in effective]), 4)
+    report["mean_recall"] = round(_mean([r for _, r in effective]), 4)
+    report["dense_layers"] = sum(l["runs_dense"] for l in per_layer)
     report["layers"] = per_layer
     return report
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)

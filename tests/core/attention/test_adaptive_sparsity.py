@@ -108,7 +108,7 @@ def run_steps(controller, steps, q, k, v, mask=None, layers=2):
 
 def test_pattern_is_cached_between_search_steps():
     settings = SparsitySettings(target_recall=0.9, block_size=BLOCK, warmup_steps=2, search_steps=(2, 10),
-                                min_tokens=0)
+                                min_tokens=0, min_sparsity=0.0)
     controller = SparsityController(settings)
     generator = torch.Generator().manual_seed(3)
     q, k, v = (torch.randn(B, H, 100, D, generator=generator) for _ in range(3))
@@ -126,6 +126,22 @@ def test_pattern_is_cached_between_search_steps():
     controller.set_step(11)  # a reuse step runs the block-sparse kernel on the cached pattern
     expected = block_sparse_attention(q, k, v, cached, BLOCK)
     torch.testing.assert_close(controller.for_layer(0, 8)(q, k, v, None), expected)
+
+
+def test_a_pattern_too_dense_to_pay_runs_dense_until_the_next_search():
+    """Random q/k spread attention evenly: at recall 0.9 the pattern keeps most blocks, where the block kernel
+    would be slower than dense SDPA; the layer then attends densely (exactly SDPA) on reuse steps."""
+    settings = SparsitySettings(target_recall=0.9, block_size=BLOCK, warmup_steps=0, search_steps=(0,),
+                                min_tokens=0, min_sparsity=0.6)
+    controller = SparsityController(settings)
+    generator = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(B, H, 100, D, generator=generator) for _ in range(3))
+    controller.set_step(0)
+    controller.for_layer(0)(q, k, v, None)
+    assert controller.stats[0].sparsity.mean() < 0.6 and controller.stats[0].runs_dense
+    controller.set_step(1)
+    assert controller.mode(0, B, H, 100) == "dense"
+    assert torch.equal(controller.for_layer(0)(q, k, v, None), F.scaled_dot_product_attention(q, k, v))
 
 
 def test_new_sequence_shape_searches_again_and_short_sequences_stay_dense():
@@ -151,6 +167,7 @@ def test_sparse_backend_needs_a_context():
     (dict(block_size=20), "block_size"),
     (dict(warmup_steps=3, search_steps=(2,)), "search_steps"),
     (dict(kernel="fast"), "kernel"),
+    (dict(min_sparsity=1.0), "min_sparsity"),
 ])
 def test_settings_name_the_bad_argument(kwargs, name):
     with pytest.raises(ValueError, match=f"`{name}`"):
@@ -168,7 +185,7 @@ def test_dit_with_sparse_attention_at_full_recall_matches_dense(shots):
     with torch.no_grad():
         dense = model(x, t, text, **kwargs).sample
         controller = SparsityController(SparsitySettings(target_recall=1.0, block_size=16, warmup_steps=1,
-                                                         search_steps=(1,), min_tokens=0))
+                                                         search_steps=(1,), min_tokens=0, min_sparsity=0.0))
         model.attention_backend, model.attention_state = "sparse", controller
         outputs = []
         for step in range(3):  # dense warm-up, search, reuse through the gather kernel

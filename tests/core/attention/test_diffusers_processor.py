@@ -41,7 +41,7 @@ def test_dense_through_kelp_matches_diffusers_own_processor(wan):
 
 def test_sparse_searches_per_layer_and_matches_dense_at_full_recall(wan):
     reference = run(wan)
-    controller = SparsityController(SparsitySettings(target_recall=1.0, min_tokens=0, block_size=16,
+    controller = SparsityController(SparsitySettings(target_recall=1.0, min_tokens=0, block_size=16, min_sparsity=0.0,
                                                      warmup_steps=0, search_steps=(0,)))
     with wan_attention(wan, "sparse", controller):
         for step in range(3):
@@ -53,7 +53,7 @@ def test_sparse_searches_per_layer_and_matches_dense_at_full_recall(wan):
 
 def test_dropping_blocks_in_a_wan_model_changes_its_output(wan):
     reference = run(wan)
-    controller = SparsityController(SparsitySettings(sparsity=0.75, min_tokens=0, block_size=16,
+    controller = SparsityController(SparsitySettings(sparsity=0.75, min_tokens=0, block_size=16, min_sparsity=0.0,
                                                      warmup_steps=0, search_steps=(0,)))
     with wan_attention(wan, "sparse", controller):
         controller.set_step(0)

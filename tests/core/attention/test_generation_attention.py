@@ -12,7 +12,7 @@ from core.pipeline import Engine
 from core.request import GenerationRequest, validate_request
 
 # Tiny clips have ~50 video tokens: search from the first token and in 16-token blocks.
-SMALL_CLIP = dict(min_tokens=0, block_size=16)
+SMALL_CLIP = dict(min_tokens=0, block_size=16, min_sparsity=0.0)
 
 
 @pytest.fixture(scope="module")

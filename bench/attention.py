@@ -1,0 +1,243 @@
+"""Adaptive block-sparse attention against dense attention: kernel speed, fidelity, sparsity, search overhead.
+
+Run from the repo root: `python -m bench.attention [--quick] [--device cuda]`. Prints markdown tables and
+writes bench/results/attention-<device>.json.
+
+(a) Kernels: dense SDPA (on CUDA also FlexAttention dense and SageAttention when installed) against the block-sparse
+    kernel at a fixed 85% block sparsity and at a 0.95 target recall, per sequence length and head dimension.
+(b) Fidelity: relative L2 of each sparse output against dense. The inputs are synthetic but shaped like a video
+    DiT's: tokens on a (frames, 32, 32) grid whose queries and keys are random Fourier features of their position,
+    so that q.k is a smooth kernel of the 3D distance (attention is mostly local, with per-head widths).
+(c) End to end: a generation with sparse attention against the dense one with the same seed (video PSNR/SSIM),
+    at the model's default size (searching from the first token) and on a longer, larger clip with the default
+    settings; the achieved sparsity per layer and head and the search's share of sampling time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from bench.machine import machine_info, sync
+from core.attention.adaptive_sparsity import SparsitySettings, always_kept_blocks, attention_with_block_mass, select_blocks
+from core.attention.block_sparse import block_sparse_attention, flex_block_attention, flex_can_run, num_blocks
+from core.attention.dispatch import sageattention_installed
+
+GRID = 32  # video tokens per row and column of a frame
+SPARSITY = 0.85
+RECALL = 0.95
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lengths", default=None, help="tokens, comma-separated (default 4096,16384,32768,75000)")
+    parser.add_argument("--head-dims", default=None, help="comma-separated (default 64,128)")
+    parser.add_argument("--heads", type=int, default=2, help="attention heads per call (batch 1)")
+    parser.add_argument("--block-size", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per kernel (1 above 32K tokens on CPU)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--model", default=None, help="end-to-end model (default: kelp-small, else random:small)")
+    parser.add_argument("--steps", type=int, default=None, help="end-to-end sampling steps (default: the model's)")
+    parser.add_argument("--skip-kernels", action="store_true")
+    parser.add_argument("--skip-end-to-end", action="store_true")
+    parser.add_argument("--out", default=None)
+    parser.add_argument("--quick", action="store_true", help="4K and 16K tokens, head dim 64, a short end-to-end run")
+    args = parser.parse_args()
+    if args.quick:
+        args.lengths, args.head_dims = args.lengths or "4096,16384", args.head_dims or "64"
+        args.repeats, args.steps = 1, args.steps or 6
+    args.lengths, args.head_dims = args.lengths or "4096,16384,32768,75000", args.head_dims or "64,128"
+    args.lengths = [int(x) for x in str(args.lengths).split(",")]
+    args.head_dims = [int(x) for x in str(args.head_dims).split(",")]
+    return args
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# (a) + (b): kernels on video-shaped inputs
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def video_like_qkv(length: int, heads: int, head_dim: int, device, dtype, seed: int = 0):
+    """q, k, v (1, H, L, D). Each head's q.k is a random-Fourier approximation of a Gaussian kernel of the
+    tokens' (t, y, x) distance, with a width that differs per head (1.5 to 4 tokens), plus noise. The kernel's
+    random-feature error adds a broad floor of small scores everywhere, as real attention maps have."""
+    generator = torch.Generator().manual_seed(seed)
+    index = torch.arange(length)
+    positions = torch.stack([index // (GRID * GRID), (index // GRID) % GRID, index % GRID], dim=-1).float()  # (L, 3)
+    qs, ks = [], []
+    for head in range(heads):
+        width = 1.5 + 2.5 * head / max(1, heads - 1)  # tokens: 1.5 (local) to 4 (broad)
+        omega = torch.randn(3, head_dim // 2, generator=generator) / width
+        phase = positions @ omega  # (L, D/2)
+        features = torch.cat([phase.cos(), phase.sin()], dim=-1) * math.sqrt(2.0 / head_dim)
+        sharpness = 9.0 * math.sqrt(head_dim)  # logits q.k / sqrt(D) span about 0..9
+        q = features * math.sqrt(sharpness) + 0.02 * torch.randn(length, head_dim, generator=generator)
+        k = features * math.sqrt(sharpness) + 0.02 * torch.randn(length, head_dim, generator=generator)
+        qs.append(q)
+        ks.append(k)
+    v = torch.randn(1, heads, length, head_dim, generator=generator)
+    to = dict(device=device, dtype=dtype)
+    return torch.stack(qs)[None].to(**to), torch.stack(ks)[None].to(**to), v.to(**to)
+
+
+def timed(fn, device, repeats: int) -> tuple[float, torch.Tensor]:
+    out = fn()  # warm-up (and compilation for FlexAttention)
+    sync(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), out
+
+
+def relative_l2(out: torch.Tensor, reference: torch.Tensor) -> float:
+    return float((out.float() - reference.float()).norm() / reference.float().norm())
+
+
+def kernel_rows(length: int, head_dim: int, args, device) -> list[dict]:
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    q, k, v = video_like_qkv(length, args.heads, head_dim, device, dtype)
+    repeats = args.repeats if device.type == "cuda" or length <= 32768 else 1
+    dense_s, dense = timed(lambda: F.scaled_dot_product_attention(q, k, v), device, repeats)
+    rows = [dict(length=length, head_dim=head_dim, kernel="dense SDPA", seconds=dense_s, speedup=1.0,
+                 sparsity=0.0, rel_l2=0.0)]
+    if device.type == "cuda" and flex_can_run(q):
+        blocks = num_blocks(length, 128)
+        every = torch.ones(1, 1, blocks, blocks, dtype=torch.bool, device=device)
+        seconds, out = timed(lambda: flex_block_attention(q, k, v, every, 128), device, repeats)
+        rows.append(dict(length=length, head_dim=head_dim, kernel="FlexAttention dense", seconds=seconds,
+                         speedup=dense_s / seconds, sparsity=0.0, rel_l2=relative_l2(out, dense)))
+    if device.type == "cuda" and sageattention_installed():
+        from sageattention import sageattn
+
+        seconds, out = timed(lambda: sageattn(q, k, v, tensor_layout="HND", is_causal=False), device, repeats)
+        rows.append(dict(length=length, head_dim=head_dim, kernel="SageAttention", seconds=seconds,
+                         speedup=dense_s / seconds, sparsity=0.0, rel_l2=relative_l2(out, dense)))
+
+    # The search: exact block masses (with the dense output, as a search step computes it) and the selection.
+    block = args.block_size
+    start = time.perf_counter()
+    _, mass = attention_with_block_mass(q, k, v, block)
+    sync(device)
+    search_s = time.perf_counter() - start
+    forced = always_kept_blocks(num_blocks(length, block), block, 0, device)
+    for label, budget in (("fixed sparsity", dict(sparsity=SPARSITY)), ("target recall", dict(target_recall=RECALL))):
+        pattern = select_blocks(mass, forced, **budget)
+        seconds, out = timed(lambda: block_sparse_attention(q, k, v, pattern, block), device, repeats)
+        kept = (mass * pattern).sum() / mass.sum()
+        rows.append(dict(length=length, head_dim=head_dim, kernel=f"sparse, {label} {list(budget.values())[0]}",
+                         seconds=seconds, speedup=dense_s / seconds, sparsity=float(1 - pattern.float().mean()),
+                         recall=float(kept), rel_l2=relative_l2(out, dense), search_s=search_s))
+    return rows
+
+
+def kernel_table(rows: list[dict]) -> str:
+    lines = ["| tokens | head dim | kernel | ms | vs dense | sparsity | recall | rel. L2 | search ms |",
+             "|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        recall = f"{r['recall']:.3f}" if "recall" in r else ""
+        search = f"{1000 * r['search_s']:.0f}" if "search_s" in r else ""
+        lines.append(f"| {r['length']} | {r['head_dim']} | {r['kernel']} | {1000 * r['seconds']:.1f} | "
+                     f"{r['speedup']:.2f}x | {r['sparsity']:.0%} | {recall} | {r['rel_l2']:.4f} | {search} |")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# (c): end to end on a model
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def end_to_end(args, device) -> dict:
+    from core.model_loader import DEFAULT_MODEL, resolve_model
+    from core.pipeline import Engine
+    from core.request import GenerationRequest
+    from training.eval.metrics import psnr, ssim
+
+    model = args.model
+    if model is None:
+        try:
+            resolve_model(DEFAULT_MODEL)
+            model = DEFAULT_MODEL
+        except ValueError:
+            model = "random:small"
+    defaults = resolve_model(model).defaults
+    engine = Engine(device=str(device), output_dir=tempfile.mkdtemp(prefix="kelp-bench-"))
+    base = GenerationRequest(prompt="a red circle moving right on a blue background", model=model, seed=0,
+                             steps=args.steps)
+    cases = {
+        # The model's own size is far below the default 4096-token threshold: search from the first token.
+        f"default size {defaults.width}x{defaults.height}x{defaults.num_frames}, min_tokens=0, block 16":
+            (base, SparsitySettings(min_tokens=0, block_size=16)),
+    }
+    if not args.quick:
+        big = replace(base, width=256, height=256, num_frames=65)  # 17 x 16 x 16 = 4352 video tokens
+        cases["256x256x65 (4352 tokens), default settings"] = (big, SparsitySettings())
+    results = {"model": model, "untrained": model.startswith("random:"), "cases": {}}
+    for name, (request, settings) in cases.items():
+        dense = engine.sample(request)
+        dense_frames = np.concatenate(list(engine.iter_frames(dense)))
+        sparse = engine.sample(replace(request, attention="sparse", sparse_attention=settings))
+        sparse_frames = np.concatenate(list(engine.iter_frames(sparse)))
+        report = sparse.attention
+        results["cases"][name] = {
+            "psnr_db": psnr(dense_frames, sparse_frames), "ssim": ssim(dense_frames, sparse_frames),
+            "dense_sampling_s": dense.timings["sampling_s"], "sparse_sampling_s": sparse.timings["sampling_s"],
+            "searches": report["searches"], "search_share": report.get("search_share"),
+            "mean_sparsity": report.get("mean_sparsity"), "mean_recall": report.get("mean_recall"),
+            "layers": report.get("layers", []), "settings": report["settings"],
+        }
+    return results
+
+
+def end_to_end_table(results: dict) -> str:
+    lines = [f"model: {results['model']}" + (" (untrained random weights)" if results["untrained"] else ""), "",
+             "| case | PSNR dB | SSIM | sparsity | recall | search share | dense s | sparse s |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, r in results["cases"].items():
+        pct = lambda x: f"{x:.0%}" if x is not None else "-"  # noqa: E731
+        lines.append(f"| {name} | {r['psnr_db']:.2f} | {r['ssim']:.4f} | {pct(r['mean_sparsity'])} | "
+                     f"{pct(r['mean_recall'])} | {pct(r['search_share'])} | {r['dense_sampling_s']:.2f} | "
+                     f"{r['sparse_sampling_s']:.2f} |")
+    for name, r in results["cases"].items():
+        if r["layers"]:
+            lines += ["", f"sparsity per layer and head ({name}):"]
+            lines += [f"  layer {layer['layer']}: " + " ".join(f"{s:.0%}" for s in layer["sparsity"])
+                      for layer in r["layers"]]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    args = parse_args()
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    results = {**machine_info(device, "bench.attention"), "block_size": args.block_size, "heads": args.heads,
+               "inputs": "synthetic video-shaped q/k (3D-local random Fourier features), random v"}
+    if not args.skip_kernels:
+        rows = [row for length in args.lengths for head_dim in args.head_dims
+                for row in kernel_rows(length, head_dim, args, device)]
+        results["kernels"] = rows
+        print(kernel_table(rows))
+    if not args.skip_end_to_end:
+        results["end_to_end"] = end_to_end(args, device)
+        print()
+        print(end_to_end_table(results["end_to_end"]))
+    out = Path(args.out or f"bench/results/attention-{device.type}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2, default=str))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
