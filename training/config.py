@@ -203,6 +203,7 @@ class LoraSettings:
 @dataclass(frozen=True, kw_only=True)
 class VAELossSettings:
     l1: float = 1.0  # weight of the pixel L1 reconstruction loss
+    l2: float = 0.0  # weight of the pixel mean squared error: larger pulls on large errors (what PSNR measures)
     kl: float = 1e-6  # weight of the KL to N(0, 1), per latent element (keeps the posterior from collapsing)
     ssim: float = 0.2  # weight of 1 - SSIM at full and half size: a structural stand-in for LPIPS (no VGG here)
     edge: float = 0.1  # weight of the L1 between image gradients (x, y and, for video, time)
@@ -212,7 +213,7 @@ class VAELossSettings:
     latent_stats_samples: int = 64  # training items encoded after training to set latents_mean / latents_std
 
     def __post_init__(self):
-        for name in ("l1", "kl", "ssim", "edge", "adversarial"):
+        for name in ("l1", "l2", "kl", "ssim", "edge", "adversarial"):
             _check(getattr(self, name) >= 0, name, getattr(self, name), "must be >= 0")
         _check(_is_int(self.adversarial_start), "adversarial_start", self.adversarial_start, "must be an int >= 0")
         _check(self.disc_learning_rate is None or self.disc_learning_rate > 0, "disc_learning_rate",

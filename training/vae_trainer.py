@@ -36,7 +36,7 @@ from training.vae_losses import (
 )  # fmt: skip
 
 logger = logging.getLogger("training")
-LOSS_COLUMNS = ("l1", "kl", "ssim", "edge", "gan", "disc", "psnr")
+LOSS_COLUMNS = ("l1", "l2", "kl", "ssim", "edge", "gan", "disc", "psnr")
 
 
 def decode_for_training(vae: AutoencoderKLWan, z: torch.Tensor) -> torch.Tensor:
@@ -149,9 +149,11 @@ class VAETrainer:
         w = self.recipe.vae_loss
         reconstruction, mean, logvar = self.autoencoder(video, self.generator)
         reconstruction = reconstruction.float()
-        part = {"l1": (reconstruction - video).abs().mean(), "kl": kl_loss(mean.float(), logvar.float()),
+        error = reconstruction - video
+        part = {"l1": error.abs().mean(), "l2": error.pow(2).mean(), "kl": kl_loss(mean.float(), logvar.float()),
                 "ssim": structural_loss(reconstruction, video), "edge": edge_loss(reconstruction, video)}
-        loss = w.l1 * part["l1"] + w.kl * part["kl"] + w.ssim * part["ssim"] + w.edge * part["edge"]
+        loss = (w.l1 * part["l1"] + w.l2 * part["l2"] + w.kl * part["kl"] + w.ssim * part["ssim"]
+                + w.edge * part["edge"])
         if gan:
             # The discriminator's weights as constants: the gradient reaches the VAE, not the discriminator.
             frozen = {name: p.detach() for name, p in self.disc.named_parameters()}
@@ -185,7 +187,7 @@ class VAETrainer:
         if not acc.is_main_process:
             return
         w = self.recipe.vae_loss
-        loss = sum(getattr(w, k) * means[k] for k in ("l1", "kl", "ssim", "edge")) + w.adversarial * means.get("gan", 0)
+        loss = sum(getattr(w, k) * means[k] for k in ("l1", "l2", "kl", "ssim", "edge")) + w.adversarial * means.get("gan", 0)
         samples = self.recipe.batch_size(stage) * len(parts) * acc.num_processes
         self.metrics.log({"step": self.step, "stage": stage.name or self.stage_index, "loss": loss, "lr": lr,
                           "grad_norm": float(grad_norm), "seconds_per_step": seconds,

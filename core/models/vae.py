@@ -19,6 +19,7 @@ from diffusers.models.autoencoders.autoencoder_kl_wan import WanRMS_norm
 from torch import nn
 
 from core.cancellation import check_cancel
+from core.models.causal_conv import use_first_frame_conv
 
 TEMPORAL_FACTOR = 4  # pixel frames per latent frame, after the first frame which is coded alone
 SPATIAL_FACTOR = 8  # pixels per latent cell along height and width
@@ -157,7 +158,7 @@ def build_vae(config: VAEConfig | str) -> AutoencoderKLWan:
         if config not in VAE_PRESETS:
             raise ValueError(f"`config` must be one of {sorted(VAE_PRESETS)}, got {config!r}")
         config = VAE_PRESETS[config]
-    vae = AutoencoderKLWan(**config.to_diffusers_kwargs())
+    vae = use_first_frame_conv(AutoencoderKLWan(**config.to_diffusers_kwargs()))
     if config.norm == "group":
         _use_group_norm(vae)
     return vae.eval()
@@ -171,9 +172,9 @@ def load_vae_folder(folder: str | Path) -> AutoencoderKLWan:
     if norm not in NORMS:
         raise ValueError(f"{str(folder / 'config.json')!r}: `kelp_norm` must be one of {NORMS}, got {norm!r}")
     if norm == "rms":
-        return AutoencoderKLWan.from_pretrained(folder, use_safetensors=True)
+        return use_first_frame_conv(AutoencoderKLWan.from_pretrained(folder, use_safetensors=True))
     kwargs = {k: v for k, v in config.items() if not k.startswith("_") and k != "kelp_norm"}
-    vae = _use_group_norm(AutoencoderKLWan(**kwargs))
+    vae = _use_group_norm(use_first_frame_conv(AutoencoderKLWan(**kwargs)))
     from safetensors.torch import load_file
 
     weights = sorted(folder.glob("*.safetensors"))
