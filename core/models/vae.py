@@ -104,27 +104,23 @@ class FrameGroupNorm(nn.Module):
     Wan's RMS norm scales each pixel's channel vector to unit length without removing the per-channel mean. Trained
     from scratch at Kelp's small sizes, a common offset then grows in every block after the first optimizer step,
     swamps the image-dependent part, and the decoder stops depending on its latent (flat output, ~16.7 dB, even
-    when overfitting 4 images); GroupNorm removes that offset by construction. Inside residual blocks the groups
-    are as in Stable Diffusion's VAE, 32 (fewer for narrow layers, down to one channel a group), which trains
-    without that collapse. The encoder's and decoder's output heads (`head=True`), which every signal passes
-    without a skip connection, keep at least HEAD_CHANNELS_PER_GROUP channels a group: with one channel a group a
-    flat region normalises to the same zeros whatever its colour, and the decoder's head erased every colour
-    (objects came out one hue). Parameter names and shapes are the RMS norm's (`gamma`, optional `bias`), so a
-    checkpoint's keys do not depend on the norm.
+    when overfitting 4 images); GroupNorm removes that offset by construction. Every group holds
+    CHANNELS_PER_GROUP channels, as in Stable Diffusion's VAE (32 groups of 128 channels): with one channel a
+    group (instance norm) a flat region normalises to the same zeros whatever its colour, and a VAE trained so
+    got shapes right but hues wrong (a per-image colour fit added 4.7 dB). Parameter names and shapes are the RMS
+    norm's (`gamma`, optional `bias`), so a checkpoint's keys do not depend on the norm.
     """
 
-    HEAD_CHANNELS_PER_GROUP = 4
+    CHANNELS_PER_GROUP = 4
 
-    def __init__(self, rms: WanRMS_norm, head: bool = False, eps: float = 1e-6):
+    def __init__(self, rms: WanRMS_norm, eps: float = 1e-6):
         super().__init__()
         channels = rms.gamma.shape[0] if rms.channel_first else rms.gamma.shape[-1]
         if not rms.channel_first:
             raise ValueError("FrameGroupNorm replaces channel-first norms only")
-        groups = math.gcd(32, channels)
-        if head:
-            groups = max(1, min(32, channels // self.HEAD_CHANNELS_PER_GROUP))
-            while channels % groups:
-                groups -= 1
+        groups = max(1, min(32, channels // self.CHANNELS_PER_GROUP))
+        while channels % groups:
+            groups -= 1
         self.groups = groups
         self.eps = eps
         self.gamma = rms.gamma
@@ -143,11 +139,10 @@ class FrameGroupNorm(nn.Module):
 
 
 def _use_group_norm(vae: AutoencoderKLWan) -> AutoencoderKLWan:
-    heads = {id(vae.encoder.norm_out), id(vae.decoder.norm_out)}
     for name, module in list(vae.named_modules()):
         for child_name, child in list(module.named_children()):
             if isinstance(child, WanRMS_norm):
-                setattr(module, child_name, FrameGroupNorm(child, head=id(child) in heads))
+                setattr(module, child_name, FrameGroupNorm(child))
     vae.register_to_config(kelp_norm="group")  # saved in config.json; load_vae_folder reads it back
     return vae
 

@@ -177,7 +177,8 @@ def test_save_and_load_through_safetensors(vae, tmp_path):
 
 def test_kelp_presets_train_from_scratch_without_losing_their_latent():
     """Kelp's presets use a per-frame GroupNorm: with Wan's RMS norm a VAE trained from scratch at these sizes
-    collapses after one optimizer step to one flat colour whatever its latent (swap sensitivity ~3e-6)."""
+    collapses after one optimizer step to one flat colour whatever its latent, for good (swap sensitivity ~3e-6,
+    falling). With GroupNorm the decoder dips too (~2e-4 for ~30 steps), then comes to depend on its latent."""
     from training.data.toy_world import toy_clip
 
     torch.manual_seed(0)
@@ -185,7 +186,7 @@ def test_kelp_presets_train_from_scratch_without_losing_their_latent():
     images = torch.stack([torch.from_numpy(toy_clip(seed, width=32, height=32, num_frames=1).frames)
                           .permute(3, 0, 1, 2).float() / 127.5 - 1 for seed in range(4)])  # (4, 3, 1, 32, 32)
     optimizer = torch.optim.Adam(vae.parameters(), lr=1e-3)
-    for _ in range(12):
+    for _ in range(60):
         loss = (vae.decode(vae.encode(images).latent_dist.mode()).sample - images).abs().mean()
         optimizer.zero_grad()
         loss.backward()
@@ -193,18 +194,22 @@ def test_kelp_presets_train_from_scratch_without_losing_their_latent():
     with torch.no_grad():
         latents = vae.encode(images).latent_dist.mode()
         swapped = (vae.decode(latents).sample - vae.decode(latents.flip(0)).sample).abs().mean().item()
+    print(f"swap sensitivity after 60 steps: {swapped:.2e}")
     assert swapped > 1e-2, f"the decoder ignores its latent (swap changes the output by {swapped:.2e})"
 
 
 
 @pytest.mark.parametrize("preset", ["tiny", "small"])
-def test_output_heads_keep_the_colour_of_a_flat_frame(preset):
-    """Instance norm (a group per channel) maps every flat frame to the same output, whatever its colour: as the
-    encoder's or decoder's last norm it erases colour. The heads keep several channels a group."""
+def test_group_norm_keeps_the_colour_of_a_flat_frame(preset):
+    """Instance norm (a group per channel) maps every flat frame to the same output, whatever its colour, and a VAE
+    built so learns shapes but not hues. Every norm keeps several channels a group."""
     vae = build_vae(preset)
-    for head in (vae.encoder.norm_out, vae.decoder.norm_out):
-        channels = head.gamma.shape[0]
-        assert channels // head.groups >= FrameGroupNorm.HEAD_CHANNELS_PER_GROUP
-        first, second = torch.randn(2, 1, channels, 1, 1, 1).unbind(0)
-        flat = lambda values: values.expand(1, channels, 2, 4, 4)  # noqa: E731 (B, C, T, H, W)
-        assert not torch.allclose(head(flat(first)), head(flat(second)), atol=1e-3)
+    norms = [m for m in vae.modules() if isinstance(m, FrameGroupNorm)]
+    assert norms
+    for norm in norms:
+        channels = norm.gamma.shape[0]
+        assert channels // norm.groups >= FrameGroupNorm.CHANNELS_PER_GROUP
+        shape = (1, channels, 2, 4, 4) if norm.gamma.ndim == 4 else (1, channels, 4, 4)  # video or image norms
+        first, second = (torch.randn(channels).view(1, channels, *[1] * (len(shape) - 2)).expand(shape)
+                         for _ in range(2))
+        assert not torch.allclose(norm(first), norm(second), atol=1e-3)
