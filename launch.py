@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from app.cli_performance import add_performance_arguments, attention_fields
+from app.cli_performance import add_performance_arguments, performance_fields
 from app.cli_store import add_data_dir_argument, add_store_commands
 
 
@@ -64,7 +64,7 @@ def build_request(args: argparse.Namespace):
         guidance_scale=args.guidance, sampler=args.sampler, shift=args.shift, seed=args.seed,
         image=args.image, last_image=args.last_image, extend_video=args.extend,
         extend_context_frames=args.context_frames, shots=shots,
-        loras=tuple(_parse_lora(text) for text in args.lora), **attention_fields(args),
+        loras=tuple(_parse_lora(text) for text in args.lora), **performance_fields(args),
     )
 
 

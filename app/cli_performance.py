@@ -1,4 +1,4 @@
-"""The generate command's performance options (attention; later quantization) and the request fields they set."""
+"""The generate command's performance options (attention, quantization, offload) and the request fields they set."""
 
 from __future__ import annotations
 
@@ -21,12 +21,21 @@ def add_performance_arguments(parser: argparse.ArgumentParser) -> None:
                        help="sparse: model calls that search a fresh pattern, e.g. 2,10 (default)")
     group.add_argument("--sparse-min-tokens", type=int, metavar="N",
                        help="sparse: shorter sequences run dense (default 4096)")
+    group.add_argument("--quant", choices=["none", "int8", "nf4", "fp8"], default="none",
+                       help="transformer weights: int8 (CPU and CUDA), nf4 (CUDA), fp8 (Hopper/Ada GPUs)")
+    group.add_argument("--offload", action="store_true",
+                       help="CUDA: keep the models in CPU memory, each on the GPU only while it runs")
 
 
 SPARSE_OPTIONS = {  # argparse dest -> SparsitySettings field
     "sparsity": "sparsity", "attention_recall": "target_recall", "sparse_block_size": "block_size",
     "sparse_warmup_steps": "warmup_steps", "sparse_search_steps": "search_steps", "sparse_min_tokens": "min_tokens",
 }
+
+
+def performance_fields(args: argparse.Namespace) -> dict:
+    """`attention`, `sparse_attention`, `quant` and `offload` for GenerationRequest."""
+    return {**attention_fields(args), "quant": args.quant, "offload": args.offload}
 
 
 def attention_fields(args: argparse.Namespace) -> dict:

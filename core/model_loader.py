@@ -17,6 +17,10 @@ import torch
 from core.models.presets import MODEL_PRESETS, GenerationDefaults
 from core.models.vae import build_vae
 from core.models.video_dit import KelpVideoTransformer
+from core.quant.apply import quantize_model
+from core.quant.base import QuantizationInfo
+from core.quant.checkpoint import is_quantized_folder, load_quantized, read_quantization, save_quantized
+from core.quant.modes import NONE, check_mode
 
 MODEL_INDEX = "kelp_model.json"
 BUNDLED_MODELS_DIR = Path(__file__).resolve().parents[1] / "assets"
@@ -43,6 +47,7 @@ class LoadedModel:
     vae: torch.nn.Module
     weights_hash: str  # sha256 of the weights, recorded with every generation
     applied_loras: tuple = ()  # (path, mtime_ns, strength) of the LoRAs the transformer carries now
+    quantization: QuantizationInfo | None = None  # how the transformer's Linear layers are quantized; None: not
 
 
 def list_models(search_dirs: Sequence[Path] = (BUNDLED_MODELS_DIR,)) -> list[str]:
@@ -86,19 +91,38 @@ def _read_index(name: str, folder: Path) -> ModelSource:
     return ModelSource(name, preset, index.get("text_encoder", chosen.text_encoder), defaults, folder=folder.resolve())
 
 
-def load_model(source: ModelSource, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> LoadedModel:
+def load_model(
+    source: ModelSource, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, quant: str = NONE
+) -> LoadedModel:
+    """Load (or build) the model; `quant` ("none", "int8", "nf4", "fp8") quantizes the transformer's attention and
+    MLP projections after loading. A folder saved quantized loads as saved, without re-quantizing; its mode wins
+    over quant="none", and another mode is an error. The weights hash is always that of the files on disk (random
+    weights: of the unquantized state)."""
+    check_mode(quant, device)  # before any weights load
+    quantized_folder = source.folder is not None and is_quantized_folder(source.folder / "transformer")
+    if quantized_folder:
+        saved_mode = read_quantization(source.folder / "transformer").mode
+        if quant not in (NONE, saved_mode):
+            raise ValueError(f"`quant` {quant!r} was asked for, but model {source.name!r} is saved quantized as "
+                             f"{saved_mode!r}; use quant='none' or {saved_mode!r}, or a full-precision model folder")
     if source.folder is None:
         transformer, vae = _random_weights(source.preset, source.random_seed)
         weights_hash = _state_dict_hash([transformer, vae])
     else:
-        transformer = KelpVideoTransformer.from_pretrained(source.folder / "transformer", use_safetensors=True)
+        if quantized_folder:
+            transformer = load_quantized(source.folder / "transformer", KelpVideoTransformer, device, dtype)
+        else:
+            transformer = KelpVideoTransformer.from_pretrained(source.folder / "transformer", use_safetensors=True)
         vae = _load_vae(source.folder / "vae")
         weights_hash = _files_hash(sorted(source.folder.rglob("*.safetensors")))
+    if quant != NONE and not quantized_folder:
+        quantize_model(transformer, quant, device, compute_dtype=dtype)  # from the float32 weights, layer by layer
     transformer = transformer.to(device=device).eval()
     if dtype != transformer.dtype:
         transformer = transformer.to(dtype=dtype)
     vae = vae.to(device=device).eval()  # the VAE stays in float32: it is small and precision-sensitive
-    return LoadedModel(source, transformer, vae, weights_hash)
+    quantization = getattr(transformer, "kelp_quantization", None)
+    return LoadedModel(source, transformer, vae, weights_hash, quantization=quantization)
 
 
 def _load_vae(folder: Path):
@@ -129,12 +153,16 @@ def save_model(
     defaults: GenerationDefaults | None = None,
     text_encoder: str | None = None,
 ) -> Path:
-    """Write a model folder that `resolve_model` / `load_model` read back."""
+    """Write a model folder that `resolve_model` / `load_model` read back; a quantized transformer (int8, fp8) is
+    saved quantized (core.quant.checkpoint)."""
     if preset not in MODEL_PRESETS:
         raise ValueError(f"`preset` must be one of {sorted(MODEL_PRESETS)}, got {preset!r}")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    transformer.save_pretrained(folder / "transformer", safe_serialization=True)
+    if getattr(transformer, "kelp_quantization", None) is not None:
+        save_quantized(transformer, folder / "transformer")
+    else:
+        transformer.save_pretrained(folder / "transformer", safe_serialization=True)
     vae.save_pretrained(folder / "vae", safe_serialization=True)
     index = {
         "format": "kelp-model",

@@ -22,6 +22,9 @@ from core.attention.per_generation import attention_report, generation_attention
 from core.cancellation import check_cancel
 from core.conditioning import Condition, build_condition, video_tensor_to_frames
 from core.lora import load_lora, unload_loras
+from core.memory import enable_model_cpu_offload, release_memory
+from core.quant.apply import weight_bytes
+from core.quant.modes import check_mode
 from core.model_loader import BUNDLED_MODELS_DIR, LoadedModel, ModelSource, file_sha256, load_model
 from core.models.vae import iter_decode
 from core.request import GenerationRequest, LoraSpec, ValidatedRequest, validate_request
@@ -78,7 +81,7 @@ class Engine:
     ):
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        if device not in ("cpu", "cuda") and not device.startswith(("cuda:", "cpu:")):
             raise ValueError(f"`device` must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}")
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"`device` {device!r} was asked for, but this machine has no CUDA GPU")
@@ -90,13 +93,24 @@ class Engine:
         self._text_encoders: dict[str, TextEncoder] = {}
 
     def validate(self, request: GenerationRequest) -> ValidatedRequest:
-        return validate_request(request, self.model_dirs)
+        """The request checked, and checked against this engine's device (e.g. NF4 needs CUDA)."""
+        validated = validate_request(request, self.model_dirs)
+        check_mode(validated.request.quant, self.device)
+        if validated.request.offload and self.device.type != "cuda":
+            raise ValueError(f"`offload` needs a CUDA GPU to offload from; this device is {self.device}")
+        return validated
 
-    def model(self, source: ModelSource) -> LoadedModel:
-        key = str(source.folder or source.name)
+    def model(self, source: ModelSource, quant: str = "none", offload: bool = False) -> LoadedModel:
+        key = (str(source.folder or source.name), quant, offload)
         if key not in self._models:
             self._models.clear()  # keep one model resident: video models are large
-            self._models[key] = load_model(source, self.device, self.dtype)
+            release_memory()  # give the previous model's memory back before the next one loads
+            if offload:  # loaded into CPU memory; each part moves to the GPU while it runs
+                loaded = load_model(source, "cpu", self.dtype, quant=quant)
+                loaded.offload = enable_model_cpu_offload([loaded.transformer, loaded.vae], self.device)
+            else:
+                loaded = load_model(source, self.device, self.dtype, quant=quant)
+            self._models[key] = loaded
         return self._models[key]
 
     def _apply_loras(self, loaded: LoadedModel, loras: tuple[LoraSpec, ...]) -> None:
@@ -132,7 +146,7 @@ class Engine:
         timings: dict[str, float] = {}
 
         report("loading", 0, 1)
-        loaded = self.model(validated.model)
+        loaded = self.model(validated.model, r.quant, r.offload)
         self._apply_loras(loaded, r.loras)
         encoder = self.text_encoder(validated.model.text_encoder)
         timings["load_s"] = time.perf_counter() - started
@@ -272,10 +286,20 @@ class Engine:
             ],
             "settings": {"shift": sampled.shift, "model_calls": model_calls(r.sampler, r.steps), "dtype": str(self.dtype)},
             "attention": sampled.attention,
+            "quantization": _quantization_report(sampled.model, r),
             "output": {"width": r.width, "height": r.height, "fps": r.fps, "generated_frames": r.total_frames},
             "device": {"type": self.device.type, "torch": torch.__version__, "python": platform.python_version()},
             "timings": {k: round(v, 4) for k, v in sampled.timings.items()},
         }
+
+
+def _quantization_report(loaded: LoadedModel, r: GenerationRequest) -> dict:
+    info = loaded.quantization
+    report = {"mode": info.mode if info is not None else "none", "offload": r.offload,
+              "transformer_weight_bytes": weight_bytes(loaded.transformer)}
+    if info is not None:
+        report |= {"backend": info.backend, "rule": info.rule, "quantized_layers": len(info.modules)}
+    return report
 
 
 class _Reporter:

@@ -23,6 +23,7 @@ from PIL import Image
 from core.attention.adaptive_sparsity import SparsitySettings
 from core.lora import check_lora_file
 from core.model_loader import DEFAULT_MODEL, ModelSource, resolve_model
+from core.quant.modes import MODES as QUANT_MODES
 from core.sampling import SAMPLERS, model_calls
 
 MAX_IMAGE_SIDE = 8192  # pixels; a larger image is refused before it is decoded
@@ -65,6 +66,8 @@ class GenerationRequest:
     loras: tuple[LoraSpec, ...] = ()
     attention: str = "dense"  # one of ATTENTION_MODES
     sparse_attention: SparsitySettings | None = None  # with attention="sparse"; None: the default settings
+    quant: str = "none"  # the transformer's weights: "none", "int8", "nf4" or "fp8" (core.quant; device permitting)
+    offload: bool = False  # CUDA only: keep the models in CPU memory, each moved to the GPU while it runs
 
     @property
     def task(self) -> str:
@@ -243,6 +246,10 @@ def validate_request(request: GenerationRequest, search_dirs=None) -> ValidatedR
     if r.extend_video is not None:
         _check_extend(r)
     r = _check_attention(r)
+    if r.quant not in QUANT_MODES:
+        raise _bad("quant", r.quant, f"must be one of {list(QUANT_MODES)}")
+    if not isinstance(r.offload, bool):
+        raise _bad("offload", r.offload, "must be true or false")
     return ValidatedRequest(r, source, shot_frames)
 
 

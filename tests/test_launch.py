@@ -107,3 +107,14 @@ def test_sparse_flags_without_sparse_attention_are_refused(tmp_path):
     assert "--sparsity: only with `--attention sparse`" in done.stderr
     bad = launch("generate", "--model", "random:tiny", "--prompt", "x", "--attention", "sparse", "--sparsity", "1.5")
     assert bad.returncode == 2 and "`sparsity` must be in [0, 1), got 1.5" in bad.stderr
+
+
+def test_quant_the_cpu_cannot_run_is_refused_naming_mode_and_device():
+    import pytest
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU machine runs nf4")
+    done = launch("generate", "--model", "random:tiny", "--prompt", "a blue square", "--quant", "nf4")
+    assert done.returncode == 2
+    assert "quantization 'nf4' needs a CUDA GPU" in done.stderr and "this device is cpu" in done.stderr

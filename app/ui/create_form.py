@@ -36,6 +36,7 @@ class FormValues:
     fps: float = 8.0
     attention: str = "dense"  # ATTENTION_MODES
     attention_recall: float = DEFAULT_TARGET_RECALL  # with sparse attention: share of attention mass kept
+    quant: str = "none"  # the transformer's weights (core.quant modes)
 
     def values(self) -> tuple:
         return astuple(self)
@@ -114,7 +115,7 @@ def request_from_form(form: FormValues) -> GenerationRequest:
         steps=int(form.steps), guidance_scale=float(form.guidance), sampler=form.sampler,
         shift=float(form.shift) if form.shift else None, seed=seed,
         image=form.image or None, last_image=form.last_image or None, extend_video=form.extend_video or None,
-        loras=loras, attention=form.attention, sparse_attention=_sparse_settings(form),
+        loras=loras, attention=form.attention, sparse_attention=_sparse_settings(form), quant=form.quant or "none",
     )
 
 
@@ -138,7 +139,7 @@ def form_from_request(request: GenerationRequest, defaults: GenerationDefaults) 
         lora=str(lora.path) if lora else NO_LORA, lora_strength=lora.strength if lora else 1.0,
         image=request.image, last_image=request.last_image, extend_video=request.extend_video,
         sampler=request.sampler or defaults.sampler, shift=request.shift, fps=fps, attention=request.attention,
-        attention_recall=_recall_of(request.sparse_attention),
+        attention_recall=_recall_of(request.sparse_attention), quant=request.quant,
     )
 
 

@@ -224,7 +224,19 @@ def form_updates(service: StudioService, form: FormValues) -> tuple:
     updates["size"] = gr.update(choices=size_choices(d, form.size), value=form.size)
     updates["seconds"] = duration_slider(form.fps, d.max_frames, form.seconds)
     updates["lora"] = _lora_update(service, form.lora)
+    updates["quant"] = _quant_value(service, form.quant)
     return tuple(updates.values())
+
+
+def _quant_value(service: StudioService, quant: str) -> str:
+    """A remixed job's weights mode, or full precision (with a warning) where this device cannot run it."""
+    from core.quant.modes import available_modes
+
+    if quant in available_modes(service.engine.device):
+        return quant
+    gr.Warning(f"This job used {quant!r} weights, which this device ({service.engine.device}) cannot run; "
+               f"the remix uses full precision")
+    return "none"
 
 
 def _lora_update(service: StudioService, path: str):

@@ -14,6 +14,7 @@ from app.ui.create_form import FORM_FIELDS, NO_LORA, duration_note, size_choices
 from app.ui.image_path import ImagePath
 from core.attention.adaptive_sparsity import SparsitySettings
 from core.lora import MAX_STRENGTH
+from core.quant.modes import available_modes
 from core.request import ATTENTION_MODES
 from core.model_loader import resolve_model
 from core.sampling import SAMPLERS
@@ -23,7 +24,8 @@ PERFORMANCE_NOTE = (
     "**Sparse attention** skips the blocks of the video that barely attend to each other (searched at a few steps, "
     f"then reused). It only pays on long or large clips: below {SparsitySettings().min_tokens} tokens it runs dense, "
     "and the result's details say so. Lower recall is faster and strays further from the dense result. "
-    "Full-precision weights are the only mode for now.")
+    "**Quantization** stores the transformer's weights in 8 bits (int8) or 4 bits (nf4, CUDA) to fit large models "
+    "in less memory; only the modes this device can run are offered.")
 
 
 @dataclass
@@ -49,6 +51,7 @@ class CreateForm:
     fps: gr.Number
     attention: gr.Radio
     attention_recall: gr.Slider
+    quant: gr.Radio
 
     def components(self) -> list:
         return [getattr(self, name) for name in FORM_FIELDS]
@@ -120,7 +123,7 @@ def _lora_section(service: StudioService) -> dict:
     return dict(lora=lora, lora_strength=strength, refresh_loras=refresh)
 
 
-def _advanced_section(defaults) -> dict:
+def _advanced_section(defaults, quant_modes: list[str]) -> dict:
     with gr.Accordion("Advanced", open=False):
         with gr.Row():
             sampler = gr.Radio(list(SAMPLERS), value=defaults.sampler, label="Sampler")
@@ -131,9 +134,10 @@ def _advanced_section(defaults) -> dict:
             attention = gr.Radio(list(ATTENTION_MODES), value="dense", label="Attention", elem_id="kelp-attention")
             recall = gr.Slider(0.5, 1.0, value=SparsitySettings().target_recall, step=0.01,
                                label="Sparse attention recall", info="share of attention mass kept")
-            gr.Radio(["none"], value="none", label="Quantization", interactive=False)
+            quant = gr.Radio(quant_modes, value="none", label="Quantization", elem_id="kelp-quant",
+                             info="transformer weights")
         gr.Markdown(PERFORMANCE_NOTE)
-    return dict(sampler=sampler, shift=shift, fps=fps, attention=attention, attention_recall=recall)
+    return dict(sampler=sampler, shift=shift, fps=fps, attention=attention, attention_recall=recall, quant=quant)
 
 
 def _result_section() -> dict:
@@ -159,7 +163,7 @@ def build_create_tab(service: StudioService, shell) -> CreateTab:
             settings = _settings_section(service)
             inputs = _inputs_section(service)
             lora = _lora_section(service)
-            advanced = _advanced_section(settings["defaults"])
+            advanced = _advanced_section(settings["defaults"], available_modes(service.engine.device))
         with gr.Column(scale=6):
             result = _result_section()
     parts = {**top, **settings, **inputs, **lora, **advanced}

@@ -148,6 +148,9 @@ def _summary(job: Generation) -> str:
     attention = attention_summary((job.result or {}).get("attention"), (job.request or {}).get("attention"))
     if attention:
         lines.append(attention)
+    quant = (job.request or {}).get("quant", "none")
+    if quant != "none" or (job.request or {}).get("offload"):
+        lines.append(f"weights: {quant}" + (", CPU offload" if (job.request or {}).get("offload") else ""))
     if job.error:
         lines.append(f"Error: {job.error}")
     if job.deleted_at is not None:

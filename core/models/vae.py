@@ -20,10 +20,12 @@ from torch import nn
 
 from core.cancellation import check_cancel
 from core.models.causal_conv import use_first_frame_conv
+from core.memory import run_offload_hook
 
 TEMPORAL_FACTOR = 4  # pixel frames per latent frame, after the first frame which is coded alone
 SPATIAL_FACTOR = 8  # pixels per latent cell along height and width
 NORMS = ("rms", "group")  # VAEConfig.norm: see FrameGroupNorm
+DEFAULT_TILE_OVERLAP = 128  # pixels two neighbouring decode tiles share: twice the upsampling stages' reach
 
 # Wan 2.1's published per-channel latent statistics (diffusers' AutoencoderKLWan defaults).
 _WAN21_LATENTS_MEAN = (
@@ -207,13 +209,21 @@ def encode_video(
 
 
 def iter_decode(
-    vae: AutoencoderKLWan, latents: torch.Tensor, chunk_frames: int = 1, cancel=None
+    vae: AutoencoderKLWan,
+    latents: torch.Tensor,
+    chunk_frames: int = 1,
+    cancel=None,
+    tile_size: int | None = None,
+    tile_overlap: int = DEFAULT_TILE_OVERLAP,
 ) -> Iterator[torch.Tensor]:
     """Yield pixel chunks (B, 3, f, H, W) in [-1, 1] from normalized latents (B, z, T, h, w), `chunk_frames` at a time.
 
     Latent frame 0 gives 1 pixel frame and each later one 4, so a chunk of c latent frames gives 4c pixel frames
     (4c - 3 for the first). The causal feature cache carries context between chunks, so memory does not grow with
     clip length. `cancel` (has is_set()) is checked before each chunk. Not re-entrant: the cache lives on `vae`.
+
+    `tile_size` (pixels, a multiple of 8) decodes in overlapping spatial tiles (core.models.vae_tiling): working
+    memory then follows the tile, not the frame, but the whole clip is decoded before the first chunk is yielded.
     """
     _check_supported(vae)
     if latents.ndim != 5 or latents.shape[1] != vae.config.z_dim:
@@ -221,16 +231,44 @@ def iter_decode(
     if isinstance(chunk_frames, bool) or not isinstance(chunk_frames, int) or chunk_frames < 1:
         raise ValueError(f"`chunk_frames` must be a positive int, got {chunk_frames!r}")
     # Validate here, not in the generator, so bad arguments fail at the call rather than at the first next().
+    if tile_size is not None:
+        from core.models.vae_tiling import check_tiling
+
+        check_tiling(tile_size, tile_overlap)
+        return _decode_tiled_chunks(vae, latents, chunk_frames, cancel, tile_size, tile_overlap)
     return _decode_chunks(vae, latents, chunk_frames, cancel)
 
 
-def decode_latents(vae: AutoencoderKLWan, latents: torch.Tensor, chunk_frames: int = 1) -> torch.Tensor:
-    """Pixels (B, 3, F, H, W) in [-1, 1] from normalized latents (B, z, T, h, w); F = 1 + 4(T - 1)."""
-    return torch.cat(list(iter_decode(vae, latents, chunk_frames)), dim=2)
+def decode_latents(
+    vae: AutoencoderKLWan,
+    latents: torch.Tensor,
+    chunk_frames: int = 1,
+    tile_size: int | None = None,
+    tile_overlap: int = DEFAULT_TILE_OVERLAP,
+) -> torch.Tensor:
+    """Pixels (B, 3, F, H, W) in [-1, 1] from normalized latents (B, z, T, h, w); F = 1 + 4(T - 1).
+
+    `tile_size` / `tile_overlap`: as in iter_decode.
+    """
+    return torch.cat(list(iter_decode(vae, latents, chunk_frames, None, tile_size, tile_overlap)), dim=2)
+
+
+def _decode_tiled_chunks(vae, latents, chunk_frames: int, cancel, tile_size: int, tile_overlap: int):
+    from core.models.vae_tiling import decode_tiled, pixel_frames
+
+    mean, std = _latent_stats(vae, latents)  # (1, z, 1, 1, 1) each
+    run_offload_hook(vae)
+    z = latents.to(device=vae.device, dtype=vae.dtype) * std + mean  # (B, z, T, h, w), the VAE's own scale
+    pixels = decode_tiled(vae, z, tile_size, tile_overlap, chunk_frames, cancel)  # (B, 3, F, H, W)
+    num_latent = z.shape[2]
+    for start in range(0, num_latent, chunk_frames):
+        first, last = pixel_frames(start, min(start + chunk_frames, num_latent))
+        yield pixels[:, :, first:last]
 
 
 def _decode_chunks(vae: AutoencoderKLWan, latents: torch.Tensor, chunk_frames: int, cancel) -> Iterator[torch.Tensor]:
     mean, std = _latent_stats(vae, latents)  # (1, z, 1, 1, 1) each
+    run_offload_hook(vae)  # the decoder is called directly, so a model-offload hook on `vae` would not fire
     z = latents.to(device=vae.device, dtype=vae.dtype) * std + mean  # (B, z, T, h, w), the VAE's own scale
     num_latent = z.shape[2]
     vae.clear_cache()

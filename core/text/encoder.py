@@ -77,6 +77,10 @@ class MiniLMTextEncoder:
         embeddings = hidden.clone() * mask[..., None]  # (B, L, 384)
         return TextEmbeddings(embeddings=embeddings, mask=mask.clone())
 
+    def loaded_model(self) -> torch.nn.Module:
+        """The transformers model, loaded on first use (e.g. for core.quant.apply.quantize_text_encoder)."""
+        return self._loaded()[1]
+
     def count_tokens(self, prompt: str) -> int:
         """Tokens in `prompt` before truncation, [CLS] and [SEP] included, to compare with max_length."""
         tokenizer = self._loaded_tokenizer()

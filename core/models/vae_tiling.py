@@ -1,0 +1,206 @@
+"""Tiled decoding for Kelp's causal VAE: working memory follows the tile size, not the frame size.
+
+The latent-resolution stage (conv_in and the mid block, whose attention spans the frame) runs on whole frames: it
+is small. The upsampling stages then run tile by tile, each tile through the whole clip a chunk of latent frames at
+a time with its own causal cache (the stages after the last time upsampling two frames at a time), into one output
+buffer, blended with linear ramps across the overlaps. A tile's pixels are exact where the tile extends past them
+by the upsampling stages' reach (~70 pixels): half the overlap on each side.
+
+Kelp's FrameGroupNorm normalises each frame with statistics of the whole frame, which a tile cannot see. So for
+such VAEs the first pass also streams whole frames through the up blocks, two frames at a time and without the
+output conv, recording each norm's per-frame statistics, and the tiles use those. That pass bounds the memory
+for GroupNorm VAEs (the causal caches of whole frames); Wan's per-pixel RMS norm needs no such pass.
+
+diffusers' `AutoencoderKLWan.tiled_decode` is not reused: it keeps every tile's whole-clip output before
+blending, runs the mid-block attention per tile and lets each tile normalise with its own GroupNorm statistics.
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers.models.autoencoders.autoencoder_kl_wan import CACHE_T
+
+from core.cancellation import check_cancel
+from core.models.vae import SPATIAL_FACTOR, TEMPORAL_FACTOR, FrameGroupNorm
+
+
+# Frames per call in the stages after the last time upsampling. One would hold the least, but oneDNN's CPU conv3d
+# runs ~8x slower for a single output frame than for two (measured on x86, 32 channels, 192x192).
+FULL_RATE_SLICE = 2
+
+
+def check_tiling(tile_size, tile_overlap) -> None:
+    """tile_size: pixels (multiple of 8); tile_overlap: pixels (multiple of 8) shared by neighbouring tiles."""
+    for name, value in (("tile_size", tile_size), ("tile_overlap", tile_overlap)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0 or value % SPATIAL_FACTOR:
+            raise ValueError(f"`{name}` must be a non-negative multiple of {SPATIAL_FACTOR} pixels, got {value!r}")
+    if tile_size < 2 * SPATIAL_FACTOR or tile_overlap > tile_size // 2:
+        raise ValueError(
+            f"`tile_size` must be at least {2 * SPATIAL_FACTOR} and `tile_overlap` at most half of it, "
+            f"got {tile_size} and {tile_overlap}"
+        )
+
+
+def tile_spans(length: int, tile: int, overlap: int) -> list[tuple[int, int]]:
+    """Overlapping [start, stop) spans of at most `tile` covering range(length); the last one ends at `length`."""
+    if length <= tile:
+        return [(0, length)]
+    starts = list(range(0, length - tile, tile - overlap)) + [length - tile]
+    return [(start, start + tile) for start in starts]
+
+
+def blend_weights(spans: list[tuple[int, int]], index: int, scale: int) -> torch.Tensor:
+    """1-D weights (pixels) of span `index`: 1 inside, ramping down across its overlaps with its neighbours."""
+    start, stop = spans[index]
+    weights = torch.ones((stop - start) * scale)
+    if index > 0:
+        ramp = (spans[index - 1][1] - start) * scale
+        weights[:ramp] = (torch.arange(ramp) + 0.5) / ramp
+    if index + 1 < len(spans):
+        ramp = (stop - spans[index + 1][0]) * scale
+        down = (torch.arange(ramp, 0, -1) - 0.5) / ramp
+        weights[len(weights) - ramp:] = torch.minimum(weights[len(weights) - ramp:], down)
+    return weights
+
+
+def chunk_bounds(num_latent: int, chunk_frames: int) -> list[tuple[int, int]]:
+    """Latent frame ranges decoded per call: frame 0 alone (Wan's time upsampling needs it), then `chunk_frames`."""
+    return [(0, 1)] + [(a, min(a + chunk_frames, num_latent)) for a in range(1, num_latent, chunk_frames)]
+
+
+def pixel_frames(start: int, stop: int) -> tuple[int, int]:
+    """Pixel frames [a, b) that latent frames [start, stop) decode to."""
+    first = lambda k: 0 if k == 0 else 1 + TEMPORAL_FACTOR * (k - 1)  # noqa: E731
+    return first(start), first(stop)
+
+
+class FrameStatistics:
+    """Whole-frame GroupNorm statistics, per tiled norm and frame: recorded while whole frames stream through the
+    decoder, then used by every tile. Installed on FrameGroupNorm instances as their forward."""
+
+    def __init__(self):
+        self.known: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}  # norm -> per frame (mean, var) (B, G)
+        self.recording = True
+        self.frames: dict[int, int] = {}  # norm -> frames it has seen in this tile
+
+    def start_tile(self) -> None:
+        self.recording, self.frames = False, {}
+
+    def __call__(self, norm: FrameGroupNorm, x: torch.Tensor) -> torch.Tensor:
+        b, c, t, h, w = x.shape  # (B, C, t, h, w)
+        groups = x.float().reshape(b, norm.groups, c // norm.groups, t, h, w)
+        if self.recording:  # a whole frame: its own statistics, kept for the tiles
+            var, mean = torch.var_mean(groups, dim=(2, 4, 5), correction=0)  # (B, G, t)
+            self.known.setdefault(id(norm), []).extend((mean[:, :, i], var[:, :, i]) for i in range(t))
+        else:
+            first = self.frames.get(id(norm), 0)
+            self.frames[id(norm)] = first + t
+            frames = self.known[id(norm)][first:first + t]
+            mean = torch.stack([m for m, _ in frames], dim=-1)  # (B, G, t)
+            var = torch.stack([v for _, v in frames], dim=-1)
+        shape = (b, norm.groups, 1, t, 1, 1)
+        normed = (groups - mean.view(shape)) * torch.rsqrt(var.view(shape) + norm.eps)
+        return normed.reshape(b, c, t, h, w).to(x.dtype) * norm.gamma + norm.bias
+
+
+def _cached_conv(conv, x: torch.Tensor, cache: list, index: list[int]) -> torch.Tensor:
+    """A causal conv fed by the feature cache, as WanDecoder3d does for conv_in and conv_out."""
+    i = index[0]
+    keep = x[:, :, -CACHE_T:].clone()
+    if keep.shape[2] < CACHE_T and cache[i] is not None:
+        keep = torch.cat([cache[i][:, :, -1:].to(keep.device), keep], dim=2)
+    out = conv(x, cache[i])
+    cache[i], index[0] = keep, i + 1
+    return out
+
+
+def _full_rate_start(decoder) -> int:
+    """Index of the first up block after the last time upsampling: from there on the chunk can be cut in time
+    (the causal caches carry what each piece needs from the last)."""
+    temporal = [i for i, block in enumerate(decoder.up_blocks)
+                if block.upsamplers is not None and block.upsamplers[0].mode == "upsample3d"]
+    return temporal[-1] + 1 if temporal else 0
+
+
+def _upsample(decoder, x: torch.Tensor, cache: list, index: list[int], first_chunk: bool, head: bool = True):
+    """The up blocks (and with `head` the output conv) on low features x (B, C, t, h, w); the stages at full frame
+    rate run FULL_RATE_SLICE frames at a time (the same result with fewer activations). Returns pixel chunks."""
+    split = _full_rate_start(decoder)
+    for up_block in decoder.up_blocks[:split]:
+        x = up_block(x, feat_cache=cache, feat_idx=index, first_chunk=first_chunk)
+    resume, frames = index[0], []
+    for f in range(0, x.shape[2], FULL_RATE_SLICE):
+        index[0] = resume
+        y = x[:, :, f:f + FULL_RATE_SLICE]
+        for up_block in decoder.up_blocks[split:]:
+            y = up_block(y, feat_cache=cache, feat_idx=index, first_chunk=first_chunk)
+        y = decoder.nonlinearity(decoder.norm_out(y))
+        if head:
+            frames.append(_cached_conv(decoder.conv_out, y, cache, index))  # (B, 3, f, H, W)
+    return frames
+
+
+def _stream_whole_frames(vae, z: torch.Tensor, bounds, cancel, record: bool) -> torch.Tensor:
+    """conv_in and the mid block over whole frames, causally by chunk: (B, z, T, h, w) -> (B, C, T, h, w). With
+    `record`, the up blocks run too (whole frames, FULL_RATE_SLICE at a time) so that the FrameGroupNorms record their
+    statistics; their output is dropped."""
+    decoder, cache, pieces = vae.decoder, [None] * vae._cached_conv_counts["decoder"], []
+    for start, stop in bounds:
+        check_cancel(cancel)
+        index = [0]
+        with torch.no_grad():
+            x = _cached_conv(decoder.conv_in, vae.post_quant_conv(z[:, :, start:stop]), cache, index)
+            x = decoder.mid_block(x, feat_cache=cache, feat_idx=index)
+            pieces.append(x)
+            if record:
+                _upsample(decoder, x, cache, index, first_chunk=start == 0, head=False)
+    return torch.cat(pieces, dim=2)
+
+
+def _decode_tile(vae, low: torch.Tensor, bounds, cancel):
+    """Yield (latent start, latent stop, pixels (B, 3, f, h*8, w*8)) of one tile, with its own causal cache."""
+    decoder, cache = vae.decoder, [None] * vae._cached_conv_counts["decoder"]
+    for start, stop in bounds:
+        check_cancel(cancel)
+        with torch.no_grad():
+            frames = _upsample(decoder, low[:, :, start:stop], cache, [0], first_chunk=start == 0)
+        yield start, stop, torch.cat(frames, dim=2)
+
+
+def decode_tiled(
+    vae, z: torch.Tensor, tile_size: int, tile_overlap: int, chunk_frames: int = 1, cancel=None
+) -> torch.Tensor:
+    """Pixels (B, 3, F, H, W) in [-1, 1] from latents `z` (B, z, T, h, w) in the VAE's own scale (not normalized)."""
+    check_tiling(tile_size, tile_overlap)
+    batch, _, num_latent, height, width = z.shape
+    tile, overlap = tile_size // SPATIAL_FACTOR, tile_overlap // SPATIAL_FACTOR  # latent cells
+    spans_h, spans_w = tile_spans(height, tile, overlap), tile_spans(width, tile, overlap)
+    bounds = chunk_bounds(num_latent, chunk_frames)
+    tiled_norms = [m for part in (vae.decoder.up_blocks, vae.decoder.norm_out) for m in part.modules()
+                   if isinstance(m, FrameGroupNorm)]
+    share = bool(tiled_norms) and (len(spans_h) > 1 or len(spans_w) > 1)
+    statistics = FrameStatistics()
+    if share:
+        for norm in tiled_norms:
+            norm.forward = lambda x, norm=norm: statistics(norm, x)  # an instance attribute, removed below
+    num_frames = pixel_frames(0, num_latent)[1]
+    out = torch.zeros(batch, 3, num_frames, height * SPATIAL_FACTOR, width * SPATIAL_FACTOR, device=z.device)
+    total_weight = torch.zeros(height * SPATIAL_FACTOR, width * SPATIAL_FACTOR, device=z.device)
+    try:
+        low = _stream_whole_frames(vae, z, bounds, cancel, record=share)  # (B, C, T, h, w)
+        for i, (h0, h1) in enumerate(spans_h):
+            for j, (w0, w1) in enumerate(spans_w):
+                statistics.start_tile()
+                weight = (blend_weights(spans_h, i, SPATIAL_FACTOR)[:, None]
+                          * blend_weights(spans_w, j, SPATIAL_FACTOR)[None]).to(z.device)  # (th*8, tw*8)
+                rows = slice(h0 * SPATIAL_FACTOR, h1 * SPATIAL_FACTOR)
+                cols = slice(w0 * SPATIAL_FACTOR, w1 * SPATIAL_FACTOR)
+                total_weight[rows, cols] += weight
+                for start, stop, pixels in _decode_tile(vae, low[..., h0:h1, w0:w1], bounds, cancel):
+                    a, b = pixel_frames(start, stop)
+                    out[:, :, a:b, rows, cols] += pixels.float() * weight
+    finally:
+        if share:
+            for norm in tiled_norms:
+                del norm.forward
+    return (out / total_weight).clamp(-1.0, 1.0).to(z.dtype)
