@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import json
-import math
 from pathlib import Path
 
 import torch
