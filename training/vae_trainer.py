@@ -22,7 +22,7 @@ from diffusers.training_utils import EMAModel
 from torch import nn
 from torch.func import functional_call
 
-from core.models.vae import VAE_PRESETS, build_vae
+from core.models.vae import VAE_PRESETS, build_vae, decoder_pixels
 from training.config import Recipe, Stage
 from training.datasets import ShardedStream, build_dataset, item_video
 from training.export import load_vae, shipped_weights
@@ -47,8 +47,8 @@ def decode_for_training(vae: AutoencoderKLWan, z: torch.Tensor) -> torch.Tensor:
     frames = []
     for i in range(z.shape[2]):  # a latent frame at a time through the causal cache, frame 0 alone
         vae._conv_idx = [0]
-        frames.append(vae.decoder(x[:, :, i:i + 1], feat_cache=vae._feat_map, feat_idx=vae._conv_idx,
-                                  first_chunk=i == 0))
+        out = vae.decoder(x[:, :, i:i + 1], feat_cache=vae._feat_map, feat_idx=vae._conv_idx, first_chunk=i == 0)
+        frames.append(decoder_pixels(vae, out))
     vae.clear_cache()
     return torch.cat(frames, dim=2)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKLWan
-from diffusers.models.autoencoders.autoencoder_kl_wan import WanRMS_norm
+from diffusers.models.autoencoders.autoencoder_kl_wan import WanRMS_norm, unpatchify
 from torch import nn
 
 from core.cancellation import check_cancel
@@ -37,6 +37,11 @@ _WAN21_LATENTS_STD = (
 )  # fmt: skip
 
 
+def spatial_factor(patch_size: int | None, num_stages: int) -> int:
+    """Pixels per latent cell of an AutoencoderKLWan: the patch, then a halving per stage after the first."""
+    return (patch_size or 1) * 2 ** (num_stages - 1)
+
+
 @dataclass(frozen=True)
 class VAEConfig:
     """The size of one AutoencoderKLWan; fields map 1:1 onto its constructor arguments."""
@@ -44,9 +49,13 @@ class VAEConfig:
     base_dim: int  # channels of the first encoder / last decoder stage; cost at full resolution grows with its square
     z_dim: int  # latent channels
     num_res_blocks: int  # residual blocks per encoder stage (the decoder has one more per stage)
-    dim_mult: tuple[int, ...] = (1, 2, 4, 4)  # channel multiplier per stage; 4 stages give the 8x spatial compression
+    dim_mult: tuple[int, ...] = (1, 2, 4, 4)  # channel multiplier per stage; each stage after the first halves space
     attn_scales: tuple[float, ...] = ()  # resolutions (1.0, 0.5, ...) with extra attention; Wan uses none
     temperal_downsample: tuple[bool, ...] = (False, True, True)  # which stage transitions halve time (sic, diffusers)
+    # Wan 2.2's layout: parameter-free shortcuts around every down/up block (space-to-depth averages, duplication),
+    # so an untrained block starts as a plain resampler and the time stages start by averaging/repeating frames.
+    is_residual: bool = False
+    patch_size: int | None = None  # pixels folded into channels before the first conv (Wan 2.2: 2); None: none
     norm: str = "rms"  # "rms": Wan's own norm (published weights); "group": per-frame GroupNorm (Kelp's presets)
     latents_mean: tuple[float, ...] | None = None  # per-channel latent mean for normalization; None: zeros
     latents_std: tuple[float, ...] | None = None  # per-channel latent std for normalization; None: ones
@@ -58,12 +67,17 @@ class VAEConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be at least 1, got {getattr(self, name)}")
         # encode/decode chunk time by 4 and space by 8 whatever the config says, so the config must agree.
-        if len(self.dim_mult) != 4:
-            raise ValueError(f"`dim_mult` must have 4 stages (8x spatial compression), got {self.dim_mult}")
-        if len(self.temperal_downsample) != 3 or sum(self.temperal_downsample) != 2:
+        if self.patch_size is not None and self.patch_size not in (1, 2, 4, 8):
+            raise ValueError(f"`patch_size` must be None, 1, 2, 4 or 8, got {self.patch_size}")
+        if spatial_factor(self.patch_size, len(self.dim_mult)) != SPATIAL_FACTOR:
             raise ValueError(
-                f"`temperal_downsample` must have 3 entries, 2 of them True (4x temporal compression), "
-                f"got {self.temperal_downsample}"
+                f"`patch_size` {self.patch_size} times 2 per stage after the first of `dim_mult` {self.dim_mult} "
+                f"must give {SPATIAL_FACTOR}x spatial compression"
+            )
+        if len(self.temperal_downsample) != len(self.dim_mult) - 1 or sum(self.temperal_downsample) != 2:
+            raise ValueError(
+                f"`temperal_downsample` must have {len(self.dim_mult) - 1} entries (one per stage transition), 2 of "
+                f"them True (4x temporal compression), got {self.temperal_downsample}"
             )
         for name in ("latents_mean", "latents_std"):
             stats = getattr(self, name)
@@ -81,6 +95,11 @@ class VAEConfig:
             "num_res_blocks": self.num_res_blocks,
             "attn_scales": list(self.attn_scales),
             "temperal_downsample": list(self.temperal_downsample),
+            "is_residual": self.is_residual,
+            "patch_size": self.patch_size,
+            # a patchified VAE's convs see and make the folded pixels: 3 colours x patch x patch channels
+            "in_channels": 3 * (self.patch_size or 1) ** 2,
+            "out_channels": 3 * (self.patch_size or 1) ** 2,
             "latents_mean": list(self.latents_mean) if self.latents_mean is not None else [0.0] * self.z_dim,
             "latents_std": list(self.latents_std) if self.latents_std is not None else [1.0] * self.z_dim,
         }
@@ -89,9 +108,14 @@ class VAEConfig:
 VAE_PRESETS: dict[str, VAEConfig] = {
     # Unit tests: 0.64M parameters; a 9-frame 32x32 round trip takes tens of milliseconds on 2 CPU cores.
     "tiny": VAEConfig(base_dim=8, z_dim=4, num_res_blocks=1, norm="group"),
-    # The bundled CPU model: 3.2M parameters. Channel widths stay multiples of 32, which oneDNN runs much faster
-    # than e.g. 24; the deep stages stay at 64 channels because parameters live there while time lives at full size.
-    "small": VAEConfig(base_dim=32, z_dim=16, num_res_blocks=1, dim_mult=(1, 2, 2, 2), norm="group"),
+    # The bundled CPU model: 2.7M parameters in Wan 2.2's residual layout. The 2x2 patch fold makes the first stage
+    # run at half size and the shortcuts make every block start as a plain resampler: on toy-world images it reached
+    # 27.5 dB by step 1200 where the same-size Wan 2.1 layout (3.2M, no shortcuts, full-size first stage) had
+    # 23.1 dB, at 0.6x its time per step. Channel widths stay multiples of 32, which oneDNN runs much faster.
+    "small": VAEConfig(
+        base_dim=32, z_dim=16, num_res_blocks=1, dim_mult=(1, 2, 2), temperal_downsample=(True, True),
+        is_residual=True, patch_size=2, norm="group",
+    ),
     # Wan 2.1's own layout (127M parameters) so its published weights load unchanged.
     "wan2.1": VAEConfig(
         base_dim=96, z_dim=16, num_res_blocks=2, latents_mean=_WAN21_LATENTS_MEAN, latents_std=_WAN21_LATENTS_STD
@@ -196,8 +220,8 @@ def encode_video(
     The posterior's mode unless `sample`. Runs without autograd: Kelp's VAE is always frozen.
     """
     _check_supported(vae)
-    if video.ndim != 5 or video.shape[1] != vae.config.in_channels:
-        raise ValueError(f"`video` must be (B, {vae.config.in_channels}, F, H, W), got shape {tuple(video.shape)}")
+    if video.ndim != 5 or video.shape[1] != 3:
+        raise ValueError(f"`video` must be (B, 3, F, H, W), got shape {tuple(video.shape)}")
     _, _, num_frames, height, width = video.shape
     _check_video_size(num_frames, height, width, name="video")
     with torch.no_grad():
@@ -288,9 +312,8 @@ def _decode_chunks(vae: AutoencoderKLWan, latents: torch.Tensor, chunk_frames: i
                     # post_quant_conv is a 1x1x1 conv, so applying it per chunk equals applying it to all of z.
                     x = vae.post_quant_conv(z[:, :, a:b])  # (B, z, b - a, h, w)
                     vae._conv_idx = [0]
-                    pieces.append(
-                        vae.decoder(x, feat_cache=vae._feat_map, feat_idx=vae._conv_idx, first_chunk=a == 0)
-                    )  # (B, 3, f, H, W)
+                    out = vae.decoder(x, feat_cache=vae._feat_map, feat_idx=vae._conv_idx, first_chunk=a == 0)
+                    pieces.append(decoder_pixels(vae, out))  # (B, 3, f, H, W)
             yield torch.clamp(torch.cat(pieces, dim=2), min=-1.0, max=1.0)  # (B, 3, f, H, W)
     finally:
         # Runs on exhaustion, cancellation, errors and an abandoned generator alike: drop the cached activations.
@@ -305,12 +328,20 @@ def _latent_stats(vae: AutoencoderKLWan, like: torch.Tensor) -> tuple[torch.Tens
 
 
 def _check_supported(vae: AutoencoderKLWan) -> None:
-    # Wan 2.2's residual, patchified VAE compresses 16x in space; the shapes in this module assume Wan 2.1's 8x.
-    if vae.config.is_residual or vae.config.patch_size is not None:
+    # Wan 2.2's published VAE compresses 16x in space; the shapes in this module assume 8x (and 4x in time).
+    factor = spatial_factor(vae.config.patch_size, len(vae.config.dim_mult))
+    if factor != SPATIAL_FACTOR or sum(vae.config.temperal_downsample) != 2:
         raise ValueError(
-            f"`vae` must be a Wan 2.1-style AutoencoderKLWan (is_residual=False, patch_size=None), "
-            f"got is_residual={vae.config.is_residual}, patch_size={vae.config.patch_size}"
+            f"`vae` must compress {SPATIAL_FACTOR}x in space and 4x in time, got {factor}x (patch_size="
+            f"{vae.config.patch_size}, dim_mult={vae.config.dim_mult}) and temperal_downsample="
+            f"{vae.config.temperal_downsample}"
         )
+
+
+def decoder_pixels(vae: AutoencoderKLWan, out: torch.Tensor) -> torch.Tensor:
+    """The decoder's output (B, 3*p*p, f, H/p, W/p) as pixels (B, 3, f, H, W): unfolds a patchified VAE's patches."""
+    patch = vae.config.patch_size
+    return unpatchify(out, patch) if patch is not None and patch > 1 else out
 
 
 def _check_video_size(num_frames: int, height: int, width: int, name: str | None = None) -> None:

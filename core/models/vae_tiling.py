@@ -21,7 +21,7 @@ import torch
 from diffusers.models.autoencoders.autoencoder_kl_wan import CACHE_T
 
 from core.cancellation import check_cancel
-from core.models.vae import SPATIAL_FACTOR, TEMPORAL_FACTOR, FrameGroupNorm
+from core.models.vae import SPATIAL_FACTOR, TEMPORAL_FACTOR, FrameGroupNorm, decoder_pixels
 
 
 # Frames per call in the stages after the last time upsampling. One would hold the least, but oneDNN's CPU conv3d
@@ -117,9 +117,16 @@ def _cached_conv(conv, x: torch.Tensor, cache: list, index: list[int]) -> torch.
 def _full_rate_start(decoder) -> int:
     """Index of the first up block after the last time upsampling: from there on the chunk can be cut in time
     (the causal caches carry what each piece needs from the last)."""
-    temporal = [i for i, block in enumerate(decoder.up_blocks)
-                if block.upsamplers is not None and block.upsamplers[0].mode == "upsample3d"]
+    temporal = [i for i, block in enumerate(decoder.up_blocks) if _upsampler_mode(block) == "upsample3d"]
     return temporal[-1] + 1 if temporal else 0
+
+
+def _upsampler_mode(block) -> str | None:
+    """"upsample3d", "upsample2d" or None: Wan 2.1's up blocks hold `upsamplers`, Wan 2.2's residual ones `upsampler`."""
+    resample = getattr(block, "upsampler", None)
+    if resample is None and getattr(block, "upsamplers", None) is not None:
+        resample = block.upsamplers[0]
+    return None if resample is None else resample.mode
 
 
 def _upsample(decoder, x: torch.Tensor, cache: list, index: list[int], first_chunk: bool, head: bool = True):
@@ -164,7 +171,7 @@ def _decode_tile(vae, low: torch.Tensor, bounds, cancel):
         check_cancel(cancel)
         with torch.no_grad():
             frames = _upsample(decoder, low[:, :, start:stop], cache, [0], first_chunk=start == 0)
-        yield start, stop, torch.cat(frames, dim=2)
+        yield start, stop, decoder_pixels(vae, torch.cat(frames, dim=2))
 
 
 def decode_tiled(

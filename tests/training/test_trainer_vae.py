@@ -1,5 +1,5 @@
-"""VAE training on the tiny preset: images then clips, the GAN term from its start step, and latent statistics
-that make the engine's normalized latents about unit variance."""
+"""VAE training in the bundled model's VAE layout (residual, patch-folded) on 32x32 frames: images then clips, the
+GAN term from its start step, and latent statistics that make the engine's normalized latents about unit variance."""
 
 import csv
 import math
@@ -29,7 +29,7 @@ def one_thread():
 def trained(tmp_path_factory):
     output = tmp_path_factory.mktemp("vae") / "run"
     recipe = parse_recipe({
-        "kind": "vae", "name": "vae-tiny", "output_dir": str(output), "model": {"preset": "tiny"},
+        "kind": "vae", "name": "vae-small", "output_dir": str(output), "model": {"preset": "small"},
         "data": {"batch_size": 2, "options": {"length": 6}}, "optim": {"learning_rate": 1e-3, "warmup_steps": 1,
                                                                      "ema_decay": 0.5},
         "vae_loss": {"adversarial": 0.1, "adversarial_start": 2, "latent_stats_samples": 6},
@@ -59,11 +59,11 @@ def test_training_logs_every_loss_and_starts_the_gan_on_time(trained):
 def test_exported_vae_normalizes_training_latents_to_unit_variance(trained):
     _, _, output = trained
     vae = load_vae(str(output / "vae"))
-    assert len(vae.config.latents_mean) == len(vae.config.latents_std) == 4
+    assert len(vae.config.latents_mean) == len(vae.config.latents_std) == 16
     data = build_dataset("synthetic", width=32, height=32, num_frames=5, seed=0, options={"length": 6})
-    latents = encode_video(vae, torch.stack([data[i]["video"] for i in range(6)]))  # (6, 4, 2, 4, 4)
-    assert torch.allclose(latents.mean(dim=(0, 2, 3, 4)), torch.zeros(4), atol=1e-3)
-    assert torch.allclose(latents.std(dim=(0, 2, 3, 4), unbiased=False), torch.ones(4), atol=1e-3)
+    latents = encode_video(vae, torch.stack([data[i]["video"] for i in range(6)]))  # (6, 16, 2, 4, 4)
+    assert torch.allclose(latents.mean(dim=(0, 2, 3, 4)), torch.zeros(16), atol=1e-3)
+    assert torch.allclose(latents.std(dim=(0, 2, 3, 4), unbiased=False), torch.ones(16), atol=1e-3)
 
 
 def test_structural_losses():

@@ -1,4 +1,5 @@
-"""Kelp's causal VAE on the tiny preset: shapes, causality, chunked decoding, cancellation and save/load."""
+"""Kelp's causal VAE, tiny, in both layouts (Wan 2.1's, and Wan 2.2's residual one with a patch fold that the
+bundled model uses): shapes, causality, chunked decoding, cancellation and save/load."""
 
 import inspect
 import threading
@@ -21,10 +22,14 @@ from core.models.vae import (
 )
 
 
-@pytest.fixture(scope="module")
-def vae():
+TINY_RESIDUAL = VAEConfig(base_dim=8, z_dim=4, num_res_blocks=1, dim_mult=(1, 2, 2), temperal_downsample=(True, True),
+                          is_residual=True, patch_size=2, norm="group")  # the "small" preset's layout, smaller
+
+
+@pytest.fixture(scope="module", params=["tiny", TINY_RESIDUAL], ids=["wan2.1-layout", "residual-patch2"])
+def vae(request):
     torch.manual_seed(0)
-    return build_vae("tiny")
+    return build_vae(request.param)
 
 
 def clip(frames: int, seed: int = 0) -> torch.Tensor:
@@ -153,6 +158,20 @@ def test_config_fills_statistics_and_rejects_mismatches():
         VAEConfig(base_dim=8, z_dim=4, num_res_blocks=1, latents_mean=(0.0,))
     with pytest.raises(ValueError, match="`temperal_downsample`"):
         VAEConfig(base_dim=8, z_dim=4, num_res_blocks=1, temperal_downsample=(True, True, True))
+    with pytest.raises(ValueError, match=r"`patch_size` 2 .* must give 8x spatial compression"):
+        VAEConfig(base_dim=8, z_dim=4, num_res_blocks=1, patch_size=2)  # 2 x 2**3 = 16x
+    with pytest.raises(ValueError, match="`temperal_downsample` must have 2 entries"):
+        VAEConfig(base_dim=8, z_dim=4, num_res_blocks=1, dim_mult=(1, 2, 2), patch_size=2)
+    residual = TINY_RESIDUAL.to_diffusers_kwargs()
+    assert residual["in_channels"] == residual["out_channels"] == 12  # RGB folded 2x2
+
+
+def test_small_preset_is_the_residual_patch_folded_layout():
+    vae = build_vae("small")
+    assert vae.config.is_residual and vae.config.patch_size == 2
+    assert latent_shape(17, 128, 128, z_dim=16) == (16, 5, 16, 16)
+    z = encode_video(vae, torch.zeros(1, 3, 5, 16, 16))
+    assert z.shape == (1, 16, 2, 2, 2)
 
 
 def test_wan21_preset_is_diffusers_wan21_layout():

@@ -1,4 +1,5 @@
-"""Tiled VAE decoding matches the untiled decode (PSNR >= 40 dB), for Wan's RMS norm and Kelp's FrameGroupNorm."""
+"""Tiled VAE decoding matches the untiled decode (PSNR >= 40 dB), for Wan's RMS norm and Kelp's FrameGroupNorm, and
+for the residual, patch-folded layout of the bundled model."""
 
 import pytest
 import torch
@@ -7,8 +8,11 @@ from core.models.vae import VAEConfig, build_vae, decode_latents, iter_decode
 from core.models.vae_tiling import blend_weights, check_tiling, decode_tiled, tile_spans
 
 
-def tiny_vae(norm: str):
+def tiny_vae(norm: str, residual: bool = False):
     torch.manual_seed(0)
+    if residual:  # Wan 2.2's blocks with parameter-free shortcuts, RGB folded 2x2 into channels
+        return build_vae(VAEConfig(base_dim=8, z_dim=4, num_res_blocks=1, dim_mult=(1, 2, 2),
+                                   temperal_downsample=(True, True), is_residual=True, patch_size=2, norm=norm))
     return build_vae(VAEConfig(base_dim=8, z_dim=4, num_res_blocks=1, norm=norm))
 
 
@@ -32,9 +36,9 @@ def test_spans_cover_the_axis_and_blend_to_one():
     assert torch.allclose(total, torch.ones(40))  # linear ramps across equal overlaps sum to one
 
 
-@pytest.mark.parametrize("norm", ["rms", "group"])
-def test_tiled_decode_matches_untiled(norm):
-    vae, z = tiny_vae(norm), latents(2, 16, 32)  # 128 x 256 pixels: two tiles side by side
+@pytest.mark.parametrize("norm, residual", [("rms", False), ("group", False), ("group", True)])
+def test_tiled_decode_matches_untiled(norm, residual):
+    vae, z = tiny_vae(norm, residual), latents(2, 16, 32)  # 128 x 256 pixels: two tiles side by side
     reference = decode_latents(vae, z)
     tiled = decode_latents(vae, z, tile_size=192, tile_overlap=96)
     assert tiled.shape == reference.shape
