@@ -16,22 +16,13 @@ from core.models.vae import decode_latents, encode_video
 from core.pipeline import Engine
 from core.request import GenerationRequest, ShotSpec
 from core.video_io import read_video_frames, read_video_metadata
+from tests.core.engine_helpers import decoded_frames as frames_of, tiny_request
 
 MODEL = "random:tiny"
 
 
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory) -> Engine:
-    return Engine(device="cpu", output_dir=tmp_path_factory.mktemp("outputs"))
-
-
 def request(**overrides) -> GenerationRequest:
-    settings = dict(prompt="a red circle moving left", model=MODEL, seed=7, steps=3)
-    return GenerationRequest(**{**settings, **overrides})
-
-
-def frames_of(engine: Engine, req: GenerationRequest) -> np.ndarray:
-    return np.concatenate(list(engine.iter_frames(engine.sample(req))))
+    return tiny_request(**{"model": MODEL, "seed": 7, **overrides})
 
 
 @pytest.fixture

@@ -5,19 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from core.pipeline import Engine
 from core.request import GenerationRequest, validate_request
-
-
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory) -> Engine:
-    return Engine(device="cpu", output_dir=tmp_path_factory.mktemp("outputs"))
+from tests.core.engine_helpers import decoded_frames, psnr, tiny_request
 
 
 def request(**overrides) -> GenerationRequest:
-    settings = dict(prompt="a red circle moving left", model="random:tiny", seed=5, steps=3, width=64, height=64,
-                    num_frames=9)
-    return GenerationRequest(**{**settings, **overrides})
+    return tiny_request(**overrides)
 
 
 def test_unknown_quant_mode_is_refused_by_name():
@@ -45,10 +38,8 @@ def test_int8_generation_records_its_weights_and_stays_close_to_full_precision(e
     assert report["transformer_weight_bytes"] < full.metadata["quantization"]["transformer_weight_bytes"]
     assert full.metadata["quantization"]["mode"] == "none"
     assert int8.metadata["request"]["quant"] == "int8"
-    a = np.concatenate(list(engine.iter_frames(engine.sample(request())))).astype(float)
-    b = np.concatenate(list(engine.iter_frames(engine.sample(request(quant="int8"))))).astype(float)
-    psnr = 10 * np.log10(255**2 / max(np.mean((a - b) ** 2), 1e-12))
-    assert psnr > 30, psnr  # close to full precision, yet computed from other weights:
+    a, b = decoded_frames(engine, request()), decoded_frames(engine, request(quant="int8"))
+    assert psnr(a, b) > 30, psnr(a, b)  # close to full precision, yet computed from other weights:
     assert not np.array_equal(a, b)
 
 

@@ -8,31 +8,15 @@ import pytest
 
 from core.attention.adaptive_sparsity import SparsitySettings
 from core.cancellation import GenerationCancelled
-from core.pipeline import Engine
 from core.request import GenerationRequest, validate_request
+from tests.core.engine_helpers import decoded_frames as frames, psnr, tiny_request
 
 # Tiny clips have ~50 video tokens: search from the first token and in 16-token blocks.
 SMALL_CLIP = dict(min_tokens=0, block_size=16, min_sparsity=0.0)
 
 
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory) -> Engine:
-    return Engine(device="cpu", output_dir=tmp_path_factory.mktemp("outputs"))
-
-
 def request(**overrides) -> GenerationRequest:
-    settings = dict(prompt="a red circle moving left", model="random:tiny", seed=5, steps=6, width=64, height=64,
-                    num_frames=9)
-    return GenerationRequest(**{**settings, **overrides})
-
-
-def frames(engine: Engine, req: GenerationRequest) -> np.ndarray:
-    return np.concatenate(list(engine.iter_frames(engine.sample(req)))).astype(np.float64)
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a - b) ** 2)
-    return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
+    return tiny_request(**{"steps": 6, **overrides})
 
 
 def test_unknown_attention_mode_is_refused_by_name():

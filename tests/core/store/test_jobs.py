@@ -7,8 +7,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.pipeline import Engine
-from core.request import GenerationRequest
 from core.store import Store
 from core.store import queue
 from core.store.files import sha256_of_file
@@ -22,11 +20,7 @@ from core.store.jobs import (
 )
 from core.store.schema import Generation
 from core.video_io import read_video_info, read_video_metadata, write_video
-
-
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory):
-    return Engine(device="cpu", output_dir=tmp_path_factory.mktemp("unused-outputs"))
+from tests.core.engine_helpers import tiny_request
 
 
 @pytest.fixture
@@ -36,8 +30,7 @@ def job_store(tmp_path):
 
 
 def tiny(**overrides):
-    return GenerationRequest(**{"prompt": "a red circle moving left", "model": "random:tiny", "seed": 5,
-                                "steps": 2, **overrides})
+    return tiny_request(**{"steps": 2, **overrides})
 
 
 def job(store, generation_id):
