@@ -21,7 +21,7 @@ from core.models.vae import VAE_PRESETS
 TASKS = ("t2v", "i2v", "first_last", "extend", "multishot")
 KINDS = ("dit", "vae")
 MIXED_PRECISION = ("no", "bf16", "fp16")
-LR_SCHEDULES = ("constant", "cosine")
+LR_SCHEDULES = ("constant", "cosine", "wsd")
 # Every attention and MLP projection of KelpVideoTransformer (core/models/video_dit.py), video and text streams.
 DEFAULT_LORA_TARGETS = (
     "to_q", "to_k", "to_v", "to_out", "to_add_out", "ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj",
@@ -80,8 +80,11 @@ class DataSettings:
 @dataclass(frozen=True, kw_only=True)
 class OptimSettings:
     learning_rate: float = 1e-4  # peak AdamW learning rate
-    lr_schedule: str = "constant"  # after warm-up: "constant" or "cosine" (to 0 at the last step)
+    # After warm-up: "constant", "cosine" (to 0 at the last step) or "wsd" (warm-up, stable, decay: constant, then
+    # a cosine to 0 over the last `decay_steps`; a run can then be extended by adding steps before the decay).
+    lr_schedule: str = "constant"
     warmup_steps: int = 100  # linear warm-up from 0, in optimizer steps
+    decay_steps: int = 0  # "wsd" only: steps of the final decay
     weight_decay: float = 0.01  # AdamW decoupled weight decay
     adam_betas: tuple[float, float] = (0.9, 0.999)  # AdamW moment decays
     adam_eps: float = 1e-8  # AdamW epsilon
@@ -94,6 +97,9 @@ class OptimSettings:
         _check(self.lr_schedule in LR_SCHEDULES, "lr_schedule", self.lr_schedule,
                f"must be one of {list(LR_SCHEDULES)}")
         _check(_is_int(self.warmup_steps), "warmup_steps", self.warmup_steps, "must be an int >= 0")
+        _check(_is_int(self.decay_steps), "decay_steps", self.decay_steps, "must be an int >= 0")
+        _check(self.lr_schedule == "wsd" or self.decay_steps == 0, "decay_steps", self.decay_steps,
+               f"applies to lr_schedule 'wsd' only, not {self.lr_schedule!r}")
         _check(self.weight_decay >= 0, "weight_decay", self.weight_decay, "must be >= 0")
         _check(all(0 <= b < 1 for b in self.adam_betas), "adam_betas", self.adam_betas, "must be in [0, 1)")
         _check(self.adam_eps > 0, "adam_eps", self.adam_eps, "must be positive")

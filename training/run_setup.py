@@ -12,6 +12,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, gather_object
 from diffusers.optimization import get_scheduler
+from transformers.optimization import get_wsd_schedule
 
 from training.checkpointing import (
     global_rng_state, latest_checkpoint, load_checkpoint, save_checkpoint, set_global_rng_state,
@@ -34,9 +35,17 @@ def make_accelerator(recipe: Recipe) -> Accelerator:
 
 
 def build_optimizer(params: list[torch.nn.Parameter], optim: OptimSettings, total_steps: int, lr: float | None = None):
-    """AdamW and its LR schedule (linear warm-up, then constant or cosine), stepped once per optimizer step."""
+    """AdamW and its LR schedule (linear warm-up, then constant, cosine or stable-then-decay), stepped once per
+    optimizer step."""
     optimizer = torch.optim.AdamW(params, lr=lr or optim.learning_rate, betas=optim.adam_betas, eps=optim.adam_eps,
                                   weight_decay=optim.weight_decay)
+    if optim.lr_schedule == "wsd":
+        if optim.warmup_steps + optim.decay_steps > total_steps:
+            raise ValueError(f"`warmup_steps` + `decay_steps` ({optim.warmup_steps} + {optim.decay_steps}) must not "
+                             f"exceed the recipe's {total_steps} steps")
+        stable = total_steps - optim.warmup_steps - optim.decay_steps
+        return optimizer, get_wsd_schedule(optimizer, num_warmup_steps=optim.warmup_steps,
+                                           num_stable_steps=stable, num_decay_steps=optim.decay_steps)
     name = "constant_with_warmup" if optim.lr_schedule == "constant" else "cosine"
     scheduler = get_scheduler(name, optimizer, num_warmup_steps=optim.warmup_steps, num_training_steps=total_steps)
     return optimizer, scheduler

@@ -89,3 +89,30 @@ def test_load_recipe_names_the_file(tmp_path):
         load_recipe(path)
     with pytest.raises(ValueError, match="could not be read"):
         load_recipe(tmp_path / "missing.toml")
+
+
+def test_wsd_schedule_warms_up_holds_then_decays_to_zero_and_resumes():
+    import torch
+
+    from training.config import OptimSettings
+    from training.run_setup import build_optimizer
+
+    optim = OptimSettings(learning_rate=1e-3, lr_schedule="wsd", warmup_steps=10, decay_steps=20)
+    params = [torch.nn.Parameter(torch.zeros(1))]
+    optimizer, scheduler = build_optimizer(params, optim, total_steps=100)
+    rates = []
+    for _ in range(100):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates[0] == 0 and rates[5] == pytest.approx(5e-4)  # linear warm-up
+    assert rates[10:80] == [pytest.approx(1e-3)] * 70  # stable
+    assert 0 < rates[90] < rates[85] < 1e-3 and rates[-1] < 2e-5  # cosine down to ~0 over the last 20
+    state = scheduler.state_dict()
+    optimizer2, scheduler2 = build_optimizer(params, optim, total_steps=100)
+    scheduler2.load_state_dict(state)
+    assert scheduler2.get_last_lr() == scheduler.get_last_lr()
+    with pytest.raises(ValueError, match="must not exceed the recipe's 25 steps"):
+        build_optimizer(params, optim, total_steps=25)
+    with pytest.raises(ValueError, match="`decay_steps`"):
+        OptimSettings(lr_schedule="cosine", decay_steps=5)
