@@ -57,6 +57,9 @@ class ModelSettings:
     vae_from: str | None = None  # dit: VAE folder or model folder to encode with; None: init_from's VAE, else random
     gradient_checkpointing: bool = False  # recompute block activations in backward: less memory, about 30% slower
     mixed_precision: str = "no"  # "no", "bf16" or "fp16" (CUDA only); trainable weights stay float32
+    # vae: train init_from's decoder alone; its encoder and latent statistics stay as they are, so the latents (and
+    # a DiT trained on them) do not change while reconstructions get better.
+    decoder_only: bool = False
 
     def __post_init__(self):
         _check(self.mixed_precision in MIXED_PRECISION, "mixed_precision", self.mixed_precision,
@@ -256,6 +259,11 @@ class Recipe:
                f"must be one of {sorted(presets)} for kind {self.kind!r}")
         if self.kind == "vae":
             _check(self.lora is None, "lora", "[lora]", "is for kind 'dit' only")
+            if self.model.decoder_only:
+                _check(self.model.init_from is not None, "model.init_from", None,
+                       "must name the VAE whose decoder model.decoder_only trains")
+        else:
+            _check(not self.model.decoder_only, "model.decoder_only", True, "is for kind 'vae' only")
         if self.lora is not None:
             _check(self.model.init_from is not None, "model.init_from", None,
                    "must name the base model when training a LoRA")

@@ -85,7 +85,10 @@ class VAETrainer:
         else:
             self.vae = build_vae(VAE_PRESETS[recipe.model.preset])
         self.vae.train().requires_grad_(True)
-        self.trainable = list(self.vae.parameters())
+        if recipe.model.decoder_only:  # the encoder (and quant_conv) fixed: the latents stay what they were
+            self.vae.encoder.requires_grad_(False)
+            self.vae.quant_conv.requires_grad_(False)
+        self.trainable = [p for p in self.vae.parameters() if p.requires_grad]
         optimizer, self.lr_scheduler = build_optimizer(self.trainable, recipe.optim, recipe.total_steps)
         self.autoencoder, self.optimizer = acc.prepare(Autoencode(self.vae), optimizer)
         self.disc = self.disc_model = self.disc_optimizer = self.disc_scheduler = None
@@ -241,8 +244,9 @@ class VAETrainer:
         """The trained VAE (EMA if kept) with its latent statistics, as a folder `model.vae_from` accepts."""
         folder = Path(folder or self.output_dir / "vae")
         vae = shipped_weights(self.vae, self.ema)
-        mean, std = self.latent_statistics(vae)
-        vae.register_to_config(latents_mean=mean, latents_std=std)
+        if not self.recipe.model.decoder_only:  # else init_from's statistics: the same encoder, the same latents
+            mean, std = self.latent_statistics(vae)
+            vae.register_to_config(latents_mean=mean, latents_std=std)
         tmp = folder.with_name(f".{folder.name}.tmp-{secrets.token_hex(4)}")
         try:
             vae.save_pretrained(tmp, safe_serialization=True)

@@ -78,3 +78,34 @@ def test_patch_discriminator_scores_images_and_clips():
     disc = PatchDiscriminator3D(channels=8)
     assert disc(torch.zeros(2, 3, 1, 32, 32)).shape == (2, 1, 1, 4, 4)
     assert disc(torch.zeros(1, 3, 5, 32, 32)).shape == (1, 1, 5, 4, 4)
+
+
+def test_decoder_only_training_keeps_the_latents_and_changes_the_decoder(trained, tmp_path):
+    _, _, output = trained
+    base = load_vae(str(output / "vae"))
+    recipe = parse_recipe({
+        "kind": "vae", "name": "vae-decoder", "output_dir": str(tmp_path / "run"),
+        "model": {"preset": "small", "init_from": str(output / "vae"), "decoder_only": True},
+        "data": {"batch_size": 2, "options": {"length": 6}}, "optim": {"learning_rate": 1e-3, "warmup_steps": 0},
+        "checkpoint": {"interval": 100}, "stages": [{"steps": 2, "width": 32, "height": 32, "frames": 5}],
+    })  # fmt: skip
+    AcceleratorState._reset_state(reset_partial_state=True)
+    trainer = VAETrainer(recipe)
+    trainer.train()
+    tuned = load_vae(str(tmp_path / "run" / "vae"))
+    assert tuned.config.latents_mean == base.config.latents_mean  # not re-measured: the same encoder
+    assert tuned.config.latents_std == base.config.latents_std
+    video = build_dataset("synthetic", width=32, height=32, num_frames=5, seed=1, options={"length": 1})[0]["video"]
+    assert torch.equal(encode_video(tuned, video[None]), encode_video(base, video[None]))  # the DiT's inputs
+    changed = {n for n, p in tuned.named_parameters() if not torch.equal(p, dict(base.named_parameters())[n])}
+    assert changed and all(n.startswith(("decoder.", "post_quant_conv.")) for n in changed)
+    assert any(n.startswith("decoder.") for n in changed)
+
+
+def test_decoder_only_needs_a_vae_to_start_from():
+    with pytest.raises(ValueError, match="model.init_from"):
+        parse_recipe({"kind": "vae", "name": "x", "output_dir": "x", "model": {"preset": "small", "decoder_only": True},
+                      "stages": [{"steps": 1, "width": 32, "height": 32, "frames": 1}]})
+    with pytest.raises(ValueError, match="model.decoder_only"):
+        parse_recipe({"kind": "dit", "name": "x", "output_dir": "x", "model": {"preset": "tiny", "decoder_only": True},
+                      "stages": [{"steps": 1, "width": 32, "height": 32, "frames": 1}]})
