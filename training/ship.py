@@ -2,6 +2,10 @@
 atomically, its size checked against the budget for a bundled model.
 
     python -m training.ship --model runs/small-cpu/model [--name kelp-small] [--max-mb 50]
+                            [--vae runs/vae-small-decoder/vae]
+
+`--vae` ships a refined VAE in place of the model's own: one whose decoder was trained further with the encoder
+fixed (`model.decoder_only`), so the DiT's latents are unchanged. Any other VAE is refused.
 
 The engine loads the float16 files into float32 (or whatever dtype it runs in): storage precision only. float16
 rather than bfloat16 because small models' weights fit its range and it keeps 3 more mantissa bits.
@@ -10,6 +14,7 @@ rather than bfloat16 because small models' weights fit its range and it keeps 3 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import shutil
@@ -27,10 +32,11 @@ DEFAULT_MAX_MB = 50.0  # issue 3: the bundled model at most ~50 MB in all
 
 
 def ship_model(model: str, *, name: str, assets_dir: str | Path = BUNDLED_MODELS_DIR,
-               max_mb: float = DEFAULT_MAX_MB) -> Path:
+               max_mb: float = DEFAULT_MAX_MB, vae: str | Path | None = None) -> Path:
     """Copy the model folder `model` to `assets_dir/name` with its float weights as float16; returns the folder.
-    Raises ValueError (naming the argument) for a bad name, a weight float16 cannot hold, or a folder over `max_mb`;
-    the previous `assets_dir/name` stays untouched then."""
+    `vae`: a VAE folder to ship instead of the model's own; it must have the same encoder and latent statistics.
+    Raises ValueError (naming the argument) for a bad name, a weight float16 cannot hold, a VAE with another
+    encoder, or a folder over `max_mb`; the previous `assets_dir/name` stays untouched then."""
     source = resolve_model(model)
     if source.folder is None:
         raise ValueError(f"`model` must be a trained model folder, got {model!r} (random weights)")
@@ -38,12 +44,17 @@ def ship_model(model: str, *, name: str, assets_dir: str | Path = BUNDLED_MODELS
         raise ValueError(f"`name` must be a plain folder name, got {name!r}")
     if is_quantized_folder(source.folder / "transformer"):
         raise ValueError(f"`model` {model!r} is saved quantized; ship the full-precision folder")
+    if vae is not None:
+        check_same_encoder(source.folder / "vae", Path(vae))
     target = Path(assets_dir) / name
     tmp = target.with_name(f".{name}.tmp-{secrets.token_hex(4)}")
     try:
-        for path in sorted(source.folder.rglob("*")):
-            relative = path.relative_to(source.folder)
-            if path.is_dir() or relative.parts[0].startswith("."):
+        files = [(p, p.relative_to(source.folder)) for p in sorted(source.folder.rglob("*"))
+                 if vae is None or p.relative_to(source.folder).parts[0] != "vae"]
+        if vae is not None:
+            files += [(p, Path("vae") / p.relative_to(vae)) for p in sorted(Path(vae).rglob("*"))]
+        for path, relative in files:
+            if path.is_dir() or any(part.startswith(".") for part in relative.parts):
                 continue
             out = tmp / relative
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -66,6 +77,23 @@ def ship_model(model: str, *, name: str, assets_dir: str | Path = BUNDLED_MODELS
     return target
 
 
+def check_same_encoder(model_vae: Path, refined: Path) -> None:
+    """ValueError unless the VAE folder `refined` encodes exactly as `model_vae`: the same encoder weights and the
+    same latent statistics (what the DiT was trained on)."""
+    if not (refined / "config.json").is_file():
+        raise ValueError(f"`vae` must be a VAE folder with a config.json, got {str(refined)!r}")
+    configs = [json.loads((folder / "config.json").read_text()) for folder in (model_vae, refined)]
+    for key in ("latents_mean", "latents_std", "z_dim", "patch_size", "is_residual"):
+        if configs[0].get(key) != configs[1].get(key):
+            raise ValueError(f"`vae` {str(refined)!r} has another {key} than the model's VAE: not a refinement of it")
+    weights = [load_file(next(folder.glob("*.safetensors"))) for folder in (model_vae, refined)]
+    encoder = [k for k in weights[0] if k.startswith(("encoder.", "quant_conv."))]
+    for key in encoder:
+        if key not in weights[1] or not torch.equal(weights[0][key].float(), weights[1][key].float()):
+            raise ValueError(f"`vae` {str(refined)!r} encodes differently from the model's VAE ({key} differs): "
+                             f"only a VAE trained with model.decoder_only from it keeps the DiT's latents")
+
+
 def _as_float16(tensors: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
     out = {}
     for key, tensor in tensors.items():
@@ -84,9 +112,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default="kelp-small", help="folder name under assets/ (default: kelp-small)")
     parser.add_argument("--assets-dir", default=str(BUNDLED_MODELS_DIR), help="default: the repo's assets/")
     parser.add_argument("--max-mb", type=float, default=DEFAULT_MAX_MB, help="size budget (default: 50)")
+    parser.add_argument("--vae", default=None, help="a refined VAE folder (same encoder) to ship instead")
     args = parser.parse_args(argv)
     try:
-        folder = ship_model(args.model, name=args.name, assets_dir=args.assets_dir, max_mb=args.max_mb)
+        folder = ship_model(args.model, name=args.name, assets_dir=args.assets_dir, max_mb=args.max_mb,
+                            vae=args.vae)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -71,3 +71,36 @@ def test_cli_reports_errors_with_exit_status_2(trained_folder, tmp_path, capsys)
     assert "kelp-test" in capsys.readouterr().out
     assert main(["--model", str(tmp_path / "nope"), "--assets-dir", str(tmp_path)]) == 2
     assert "is not a model folder" in capsys.readouterr().err
+
+
+def perturbed_vae(source, folder, prefix: str):
+    """A copy of `source`'s VAE folder with the weights under `prefix` changed."""
+    from safetensors.torch import save_file
+
+    folder.mkdir()
+    (folder / "config.json").write_bytes((source / "vae" / "config.json").read_bytes())
+    weights = load_file(next((source / "vae").glob("*.safetensors")))
+    weights = {k: v + 0.01 if k.startswith(prefix) else v for k, v in weights.items()}
+    save_file(weights, folder / "diffusion_pytorch_model.safetensors")
+    return folder, weights
+
+
+def test_a_refined_decoder_ships_in_place_of_the_models_vae(trained_folder, tmp_path):
+    folder, _ = trained_folder
+    refined, weights = perturbed_vae(folder, tmp_path / "refined", "decoder.")
+    shipped = ship_model(str(folder), name="kelp-test", assets_dir=tmp_path / "assets", vae=refined)
+    shipped_vae = load_file(next((shipped / "vae").glob("*.safetensors")))
+    assert set(shipped_vae) == set(weights)
+    for key, value in weights.items():  # the refined weights, rounded to float16
+        assert torch.allclose(shipped_vae[key].float(), value, atol=1e-3), key
+    original = load_file(next((folder / "vae").glob("*.safetensors")))
+    assert not torch.allclose(shipped_vae["decoder.conv_out.weight"].float(), original["decoder.conv_out.weight"],
+                              atol=1e-3)
+
+
+def test_a_vae_with_another_encoder_is_refused(trained_folder, tmp_path):
+    folder, _ = trained_folder
+    other, _ = perturbed_vae(folder, tmp_path / "other", "encoder.")
+    with pytest.raises(ValueError, match=r"encodes differently .*encoder\."):
+        ship_model(str(folder), name="kelp-test", assets_dir=tmp_path / "assets", vae=other)
+    assert not (tmp_path / "assets").exists() or not any((tmp_path / "assets").iterdir())

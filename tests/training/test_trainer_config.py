@@ -16,11 +16,22 @@ def minimal(**changes) -> dict:
     return table
 
 
-@pytest.mark.parametrize("name", ["tiny-smoke", "small-cpu", "small-gpu", "vae-small"])
+@pytest.mark.parametrize("name", sorted(p.stem for p in RECIPES.glob("*.toml")))
 def test_shipped_recipes_parse(name):
     recipe = load_recipe(RECIPES / f"{name}.toml")
     assert isinstance(recipe, Recipe) and recipe.total_steps > 0
     assert all(isinstance(stage, Stage) for stage in recipe.stages)
+
+
+def test_every_recipe_is_parsed_by_the_test_above():
+    assert {p.stem for p in RECIPES.glob("*.toml")} >= {"tiny-smoke", "small-cpu", "small-gpu", "vae-small",
+                                                        "vae-small-decoder"}
+
+
+def test_decoder_recipe_refines_the_vae_that_the_dit_recipes_encode_with():
+    decoder = load_recipe(RECIPES / "vae-small-decoder.toml")
+    assert decoder.model.decoder_only and decoder.model.init_from == "runs/vae-small/vae"
+    assert load_recipe(RECIPES / "small-cpu.toml").model.vae_from == decoder.model.init_from
 
 
 def test_small_recipes_go_from_images_to_17_frame_128px_video():
