@@ -5,22 +5,8 @@ import json
 import pytest
 import torch
 
-from core.model_loader import load_model, resolve_model
 from core.pipeline import Engine
 from core.request import GenerationRequest, LoraSpec
-from training.config import LoraSettings
-from training.lora import add_lora, save_lora
-
-
-@pytest.fixture(scope="module")
-def lora_file(tmp_path_factory):
-    base = load_model(resolve_model("random:tiny"))
-    add_lora(base.transformer, LoraSettings(rank=4, alpha=4.0))
-    for name, param in base.transformer.named_parameters():
-        if "lora_B" in name:  # peft starts B at zero (no effect); pretend it was trained
-            torch.nn.init.normal_(param, std=0.5)
-    path = tmp_path_factory.mktemp("loras") / "subject.safetensors"
-    return save_lora(path, base.transformer, base_model="random:tiny", base_weights_sha256=base.weights_hash)
 
 
 def latents(engine, **fields):

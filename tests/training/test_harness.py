@@ -9,30 +9,16 @@ from datetime import datetime
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from core.model_loader import load_model, resolve_model
+from core.model_loader import resolve_model
 from core.pipeline import Engine
 from core.request import LoraSpec
-from training.config import LoraSettings
 from training.data.toy_world import HELD_OUT_TRIPLES, render_clip, sample_truth, toy_shots
 from training.data.toy_world.sampling import photo_truth
 from training.eval.harness import HarnessSettings, main, run_harness
 from training.eval.harness_run import HarnessRun
 from training.eval.harness_sections import SECTIONS, run_adherence, run_i2v, run_multishot, run_subject
-from training.lora import add_lora, save_lora
-
-
-@pytest.fixture(scope="module")
-def lora_file(tmp_path_factory):
-    base = load_model(resolve_model("random:tiny"))
-    add_lora(base.transformer, LoraSettings(rank=4, alpha=4.0))
-    for name, param in base.transformer.named_parameters():
-        if "lora_B" in name:  # peft starts B at zero (no effect); pretend it was trained
-            torch.nn.init.normal_(param, std=0.5)
-    path = tmp_path_factory.mktemp("loras") / "subject.safetensors"
-    return save_lora(path, base.transformer, base_model="random:tiny", base_weights_sha256=base.weights_hash)
 
 
 @pytest.fixture(scope="module")
