@@ -113,6 +113,9 @@ def test_clips_outlive_a_restart_and_a_killed_job_can_be_requeued(page, studio, 
     long_job = client.predict("a very slow owl", steps=500, num_frames=65, sampler="heun", api_name="/submit")
     while client.predict(long_job["job_id"], api_name="/status")[1]["status"] != "running":
         time.sleep(0.2)
+    # Leave the studio's page first: a Gradio page that sees its server come back reloads itself, and that
+    # reload can cut short the page.goto below ("interrupted by another navigation").
+    page.goto("about:blank")
     studio.process.kill()  # no clean shutdown: the running job is left marked running
     studio.process.wait()
     studio.process = None
