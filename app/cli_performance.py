@@ -1,4 +1,5 @@
-"""The generate command's performance options (attention, quantization, offload) and the request fields they set."""
+"""The generate command's performance options (attention, quantization, offload, tiled VAE decode) and the request
+fields they set."""
 
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ def add_performance_arguments(parser: argparse.ArgumentParser) -> None:
                        help="transformer weights: int8 (CPU and CUDA), nf4 (CUDA), fp8 (Hopper/Ada GPUs)")
     group.add_argument("--offload", action="store_true",
                        help="CUDA: keep the models in CPU memory, each on the GPU only while it runs")
+    group.add_argument("--vae-tile-size", type=int, metavar="PX",
+                       help="decode in overlapping tiles of PX pixels (a multiple of 16): the VAE's memory then "
+                            "follows the tile, not the frame (default: whole frames)")
 
 
 SPARSE_OPTIONS = {  # argparse dest -> SparsitySettings field
@@ -34,8 +38,8 @@ SPARSE_OPTIONS = {  # argparse dest -> SparsitySettings field
 
 
 def performance_fields(args: argparse.Namespace) -> dict:
-    """`attention`, `sparse_attention`, `quant` and `offload` for GenerationRequest."""
-    return {**attention_fields(args), "quant": args.quant, "offload": args.offload}
+    """`attention`, `sparse_attention`, `quant`, `offload` and `vae_tile_size` for GenerationRequest."""
+    return {**attention_fields(args), "quant": args.quant, "offload": args.offload, "vae_tile_size": args.vae_tile_size}
 
 
 def attention_fields(args: argparse.Namespace) -> dict:

@@ -216,7 +216,8 @@ class Engine:
         skip = r.extend_context_frames if condition.prefix_frames is not None else 0
         done, total = 0, sampled.latents.shape[2]
         for shot_latent in sampled.latents.split(sampled.shot_latent_frames, dim=2):  # each shot: its own causal clip
-            for pixels in iter_decode(sampled.model.vae, shot_latent, cancel=cancel):  # (1, 3, f, H, W)
+            decoded = iter_decode(sampled.model.vae, shot_latent, cancel=cancel, tile_size=r.vae_tile_size)
+            for pixels in decoded:  # (1, 3, f, H, W)
                 chunk = video_tensor_to_frames(pixels[0])
                 chunk, skip = chunk[skip:], max(0, skip - len(chunk))
                 done += 1

@@ -29,6 +29,7 @@ from core.sampling import SAMPLERS, model_calls
 MAX_IMAGE_SIDE = 8192  # pixels; a larger image is refused before it is decoded
 MAX_PROMPT_CHARS = 2000
 MAX_SEED = 2**63 - 1
+MIN_VAE_TILE = 256  # pixels: tiles overlap by 128 (the decoder's reach), so smaller ones would be mostly overlap
 ATTENTION_MODES = ("dense", "sparse")  # sparse: adaptive block-sparse (core.attention.adaptive_sparsity)
 
 
@@ -68,6 +69,8 @@ class GenerationRequest:
     sparse_attention: SparsitySettings | None = None  # with attention="sparse"; None: the default settings
     quant: str = "none"  # the transformer's weights: "none", "int8", "nf4" or "fp8" (core.quant; device permitting)
     offload: bool = False  # CUDA only: keep the models in CPU memory, each moved to the GPU while it runs
+    vae_tile_size: int | None = None  # pixels: decode in overlapping tiles this size (VAE memory follows the tile,
+    #                                  not the frame); None: whole frames
 
     @property
     def task(self) -> str:
@@ -250,6 +253,10 @@ def validate_request(request: GenerationRequest, search_dirs=None) -> ValidatedR
         raise _bad("quant", r.quant, f"must be one of {list(QUANT_MODES)}")
     if not isinstance(r.offload, bool):
         raise _bad("offload", r.offload, "must be true or false")
+    if r.vae_tile_size is not None:
+        _check_number("vae_tile_size", r.vae_tile_size, MIN_VAE_TILE, 4096, integer=True)
+        if r.vae_tile_size % 16:
+            raise _bad("vae_tile_size", r.vae_tile_size, "must be a multiple of 16 pixels")
     return ValidatedRequest(r, source, shot_frames)
 
 

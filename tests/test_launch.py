@@ -118,3 +118,13 @@ def test_quant_the_cpu_cannot_run_is_refused_naming_mode_and_device():
     done = launch("generate", "--model", "random:tiny", "--prompt", "a blue square", "--quant", "nf4")
     assert done.returncode == 2
     assert "quantization 'nf4' needs a CUDA GPU" in done.stderr and "this device is cpu" in done.stderr
+
+
+def test_vae_tile_size_reaches_the_recorded_request_and_a_bad_one_is_named(tmp_path):
+    out = tmp_path / "clip.mp4"
+    done = launch("generate", "--model", "random:tiny", "--prompt", "a blue square", "--steps", "1",
+                  "--vae-tile-size", "256", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(out.with_suffix(".json").read_text())["request"]["vae_tile_size"] == 256
+    bad = launch("generate", "--model", "random:tiny", "--prompt", "x", "--vae-tile-size", "300")
+    assert bad.returncode == 2 and "`vae_tile_size` must be a multiple of 16 pixels, got 300" in bad.stderr

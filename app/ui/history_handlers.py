@@ -151,6 +151,8 @@ def _summary(job: Generation) -> str:
     quant = (job.request or {}).get("quant", "none")
     if quant != "none" or (job.request or {}).get("offload"):
         lines.append(f"weights: {quant}" + (", CPU offload" if (job.request or {}).get("offload") else ""))
+    if (job.request or {}).get("vae_tile_size"):
+        lines.append(f"VAE decoded in {job.request['vae_tile_size']} px tiles")
     if job.error:
         lines.append(f"Error: {job.error}")
     if job.deleted_at is not None:

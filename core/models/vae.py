@@ -237,7 +237,7 @@ def iter_decode(
     chunk_frames: int = 1,
     cancel=None,
     tile_size: int | None = None,
-    tile_overlap: int = DEFAULT_TILE_OVERLAP,
+    tile_overlap: int | None = None,
 ) -> Iterator[torch.Tensor]:
     """Yield pixel chunks (B, 3, f, H, W) in [-1, 1] from normalized latents (B, z, T, h, w), `chunk_frames` at a time.
 
@@ -247,6 +247,7 @@ def iter_decode(
 
     `tile_size` (pixels, a multiple of 8) decodes in overlapping spatial tiles (core.models.vae_tiling): working
     memory then follows the tile, not the frame, but the whole clip is decoded before the first chunk is yielded.
+    `tile_overlap` (pixels shared by neighbouring tiles) defaults to DEFAULT_TILE_OVERLAP, at most half the tile.
     """
     _check_supported(vae)
     if latents.ndim != 5 or latents.shape[1] != vae.config.z_dim:
@@ -257,9 +258,16 @@ def iter_decode(
     if tile_size is not None:
         from core.models.vae_tiling import check_tiling
 
+        if tile_overlap is None and isinstance(tile_size, int):
+            tile_overlap = default_tile_overlap(tile_size)
         check_tiling(tile_size, tile_overlap)
         return _decode_tiled_chunks(vae, latents, chunk_frames, cancel, tile_size, tile_overlap)
     return _decode_chunks(vae, latents, chunk_frames, cancel)
+
+
+def default_tile_overlap(tile_size: int) -> int:
+    """DEFAULT_TILE_OVERLAP pixels, or at most half of a smaller tile (a multiple of SPATIAL_FACTOR)."""
+    return min(DEFAULT_TILE_OVERLAP, tile_size // 2 // SPATIAL_FACTOR * SPATIAL_FACTOR)
 
 
 def decode_latents(
@@ -267,7 +275,7 @@ def decode_latents(
     latents: torch.Tensor,
     chunk_frames: int = 1,
     tile_size: int | None = None,
-    tile_overlap: int = DEFAULT_TILE_OVERLAP,
+    tile_overlap: int | None = None,
 ) -> torch.Tensor:
     """Pixels (B, 3, F, H, W) in [-1, 1] from normalized latents (B, z, T, h, w); F = 1 + 4(T - 1).
 

@@ -210,4 +210,4 @@ def decode_tiled(
         if share:
             for norm in tiled_norms:
                 del norm.forward
-    return (out / total_weight).clamp(-1.0, 1.0).to(z.dtype)
+    return out.div_(total_weight).clamp_(-1.0, 1.0).to(z.dtype)  # in place: a long clip's buffer is large

@@ -64,6 +64,13 @@ def test_sparse_attention_round_trips_through_the_form():
     assert dense.attention == "dense" and dense.sparse_attention is None  # the slider alone changes nothing
 
 
+def test_vae_tiles_round_trip_through_the_form():
+    request = request_from_form(FormValues(prompt="a fox", model="random:tiny", size="64x64", vae_tile_size=256))
+    assert request.vae_tile_size == 256
+    assert form_from_request(request, MODEL_PRESETS["tiny"].defaults).vae_tile_size == 256
+    assert request_from_form(FormValues(prompt="a fox", model="random:tiny", size="64x64")).vae_tile_size is None
+
+
 def test_a_bad_size_names_the_field():
     with pytest.raises(ValueError, match="`size`"):
         request_from_form(FormValues(size="big"))

@@ -229,3 +229,14 @@ def test_attention_summary_says_what_sparse_attention_did():
     assert "ran dense" in handlers.attention_summary({"mode": "sparse", "searches": 0}, "sparse")
     assert handlers.attention_summary(None, "sparse") == "attention: sparse (asked)"
     assert handlers.attention_summary({"mode": "dense"}, "dense") == ""
+
+
+def test_summary_names_the_weights_and_the_vae_tiles_a_job_asked_for():
+    from core.store.schema import Generation
+
+    job = Generation(id=7, prompt="a fox", model="random:tiny", status="done",
+                     request={"quant": "int8", "offload": False, "vae_tile_size": 256})
+    summary = handlers._summary(job)
+    assert "weights: int8" in summary and "VAE decoded in 256 px tiles" in summary
+    plain = handlers._summary(Generation(id=8, prompt="a fox", model="random:tiny", status="done", request={}))
+    assert "weights" not in plain and "tiles" not in plain
