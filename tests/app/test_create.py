@@ -69,6 +69,12 @@ def test_vae_tiles_round_trip_through_the_form():
     assert request.vae_tile_size == 256
     assert form_from_request(request, MODEL_PRESETS["tiny"].defaults).vae_tile_size == 256
     assert request_from_form(FormValues(prompt="a fox", model="random:tiny", size="64x64")).vae_tile_size is None
+    from app.ui.create_tab import VAE_TILE_CHOICES
+    from core.request import validate_request
+
+    for _, tile in VAE_TILE_CHOICES:  # every choice the panel offers is one the engine accepts
+        validate_request(request_from_form(FormValues(prompt="a fox", model="random:tiny", size="64x64",
+                                                      vae_tile_size=tile)))
 
 
 def test_a_bad_size_names_the_field():
