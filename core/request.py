@@ -23,13 +23,14 @@ from PIL import Image
 from core.attention.adaptive_sparsity import SparsitySettings
 from core.lora import check_lora_file
 from core.model_loader import DEFAULT_MODEL, ModelSource, resolve_model
+from core.models.vae import DEFAULT_TILE_OVERLAP
 from core.quant.modes import MODES as QUANT_MODES
 from core.sampling import SAMPLERS, model_calls
 
 MAX_IMAGE_SIDE = 8192  # pixels; a larger image is refused before it is decoded
 MAX_PROMPT_CHARS = 2000
 MAX_SEED = 2**63 - 1
-MIN_VAE_TILE = 256  # pixels: tiles overlap by 128 (the decoder's reach), so smaller ones would be mostly overlap
+MIN_VAE_TILE = 2 * DEFAULT_TILE_OVERLAP  # pixels: a smaller tile would be mostly overlap
 ATTENTION_MODES = ("dense", "sparse")  # sparse: adaptive block-sparse (core.attention.adaptive_sparsity)
 
 

@@ -145,14 +145,15 @@ def _summary(job: Generation) -> str:
     seed = "seed: random, not run yet" if job.seed is None else f"seed {job.seed}"
     project = f" · project “{job.project.name}”" if job.project is not None else ""
     lines = [f"**#{job.id}** · {job.status} · {when} UTC · {job.model}", seed + project]
-    attention = attention_summary((job.result or {}).get("attention"), (job.request or {}).get("attention"))
+    request = job.request or {}
+    attention = attention_summary((job.result or {}).get("attention"), request.get("attention"))
     if attention:
         lines.append(attention)
-    quant = (job.request or {}).get("quant", "none")
-    if quant != "none" or (job.request or {}).get("offload"):
-        lines.append(f"weights: {quant}" + (", CPU offload" if (job.request or {}).get("offload") else ""))
-    if (job.request or {}).get("vae_tile_size"):
-        lines.append(f"VAE decoded in {job.request['vae_tile_size']} px tiles")
+    quant = request.get("quant", "none")
+    if quant != "none" or request.get("offload"):
+        lines.append(f"weights: {quant}" + (", CPU offload" if request.get("offload") else ""))
+    if request.get("vae_tile_size"):
+        lines.append(f"VAE decoded in {request['vae_tile_size']} px tiles")
     if job.error:
         lines.append(f"Error: {job.error}")
     if job.deleted_at is not None:
