@@ -71,9 +71,11 @@ def release_memory(device: torch.device | str | None = None) -> None:
 
 
 def vae_dtype_for(device: torch.device | str) -> torch.dtype:
-    """bfloat16 on CUDA GPUs that have it, else float16 on CUDA; float32 on the CPU (its half-precision convolutions
-    are slow, and Kelp's CPU path is exact)."""
+    """The VAE's precision on `device` (the engine's choice): bfloat16 on CUDA GPUs that support it (half the weights
+    and activations; it keeps float32's range, so the decoder's large activations cannot overflow as they can in
+    float16), float32 on older GPUs and on the CPU (CPU convolutions are no faster in bfloat16, and float32 keeps
+    CPU runs exact)."""
     device = torch.device(device)
-    if device.type != "cuda":
-        return torch.float32
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
+from torch import nn
 
 from core.models.presets import MODEL_PRESETS, GenerationDefaults
 from core.models.vae import build_vae
@@ -92,12 +93,18 @@ def _read_index(name: str, folder: Path) -> ModelSource:
 
 
 def load_model(
-    source: ModelSource, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, quant: str = NONE
+    source: ModelSource,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    quant: str = NONE,
+    vae_dtype: torch.dtype = torch.float32,
 ) -> LoadedModel:
-    """Load (or build) the model; `quant` ("none", "int8", "nf4", "fp8") quantizes the transformer's attention and
-    MLP projections after loading. A folder saved quantized loads as saved, without re-quantizing; its mode wins
-    over quant="none", and another mode is an error. The weights hash is always that of the files on disk (random
-    weights: of the unquantized state)."""
+    """Load (or build) the model: the transformer in `dtype`, the VAE in `vae_dtype`.
+
+    `quant` ("none", "int8", "nf4", "fp8") quantizes the transformer's attention and MLP projections after loading.
+    A folder saved quantized loads as saved, without re-quantizing; its mode wins over quant="none", and another
+    mode is an error. The weights hash is always that of the files on disk (random weights: of the unquantized
+    state)."""
     check_mode(quant, device)  # before any weights load
     quantized_folder = source.folder is not None and is_quantized_folder(source.folder / "transformer")
     if quantized_folder:
@@ -120,7 +127,11 @@ def load_model(
     transformer = transformer.to(device=device).eval()
     if dtype != transformer.dtype:
         transformer = transformer.to(dtype=dtype)
-    vae = vae.to(device=device).eval()  # the VAE stays in float32: it is small and precision-sensitive
+    vae = vae.to(device=device).eval()
+    if vae_dtype != vae.dtype:
+        # torch's own cast: diffusers' ModelMixin.to warns about float32-only modules even when, as in
+        # AutoencoderKLWan, there are none (its list is empty).
+        nn.Module.to(vae, dtype=vae_dtype)
     quantization = getattr(transformer, "kelp_quantization", None)
     return LoadedModel(source, transformer, vae, weights_hash, quantization=quantization)
 

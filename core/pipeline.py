@@ -22,7 +22,7 @@ from core.attention.per_generation import attention_report, generation_attention
 from core.cancellation import check_cancel
 from core.conditioning import Condition, build_condition, video_tensor_to_frames
 from core.lora import load_lora, unload_loras
-from core.memory import enable_model_cpu_offload, release_memory
+from core.memory import enable_model_cpu_offload, release_memory, vae_dtype_for
 from core.quant.apply import weight_bytes
 from core.quant.modes import check_mode
 from core.model_loader import BUNDLED_MODELS_DIR, LoadedModel, ModelSource, file_sha256, load_model
@@ -87,6 +87,7 @@ class Engine:
             raise ValueError(f"`device` {device!r} was asked for, but this machine has no CUDA GPU")
         self.device = torch.device(device)
         self.dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32  # exact and deterministic on CPU
+        self.vae_dtype = vae_dtype_for(self.device)
         self.output_dir = Path(output_dir)
         self.model_dirs = tuple(Path(d) for d in model_dirs)
         self._models: dict[str, LoadedModel] = {}
@@ -106,10 +107,10 @@ class Engine:
             self._models.clear()  # keep one model resident: video models are large
             release_memory()  # give the previous model's memory back before the next one loads
             if offload:  # loaded into CPU memory; each part moves to the GPU while it runs
-                loaded = load_model(source, "cpu", self.dtype, quant=quant)
+                loaded = load_model(source, "cpu", self.dtype, quant=quant, vae_dtype=self.vae_dtype)
                 loaded.offload = enable_model_cpu_offload([loaded.transformer, loaded.vae], self.device)
             else:
-                loaded = load_model(source, self.device, self.dtype, quant=quant)
+                loaded = load_model(source, self.device, self.dtype, quant=quant, vae_dtype=self.vae_dtype)
             self._models[key] = loaded
         return self._models[key]
 
@@ -285,7 +286,12 @@ class Engine:
             "loras": [
                 {"path": str(l.path), "strength": l.strength, "sha256": file_sha256(Path(l.path))} for l in r.loras
             ],
-            "settings": {"shift": sampled.shift, "model_calls": model_calls(r.sampler, r.steps), "dtype": str(self.dtype)},
+            "settings": {
+                "shift": sampled.shift,
+                "model_calls": model_calls(r.sampler, r.steps),
+                "dtype": str(self.dtype),
+                "vae_dtype": str(self.vae_dtype),
+            },
             "attention": sampled.attention,
             "quantization": _quantization_report(sampled.model, r),
             "output": {"width": r.width, "height": r.height, "fps": r.fps, "generated_frames": r.total_frames},

@@ -227,6 +227,7 @@ def encode_video(
     with torch.no_grad():
         posterior = vae.encode(video.to(device=vae.device, dtype=vae.dtype)).latent_dist
         mu = posterior.sample(generator=generator) if sample else posterior.mode()  # (B, z, T, h, w)
+    mu = mu.float()  # latents are float32 whatever the VAE's precision
     mean, std = _latent_stats(vae, mu)  # (1, z, 1, 1, 1) each
     return (mu - mean) / std  # (B, z, T, h, w)
 
@@ -287,10 +288,9 @@ def decode_latents(
 def _decode_tiled_chunks(vae, latents, chunk_frames: int, cancel, tile_size: int, tile_overlap: int):
     from core.models.vae_tiling import decode_tiled, pixel_frames
 
-    mean, std = _latent_stats(vae, latents)  # (1, z, 1, 1, 1) each
     run_offload_hook(vae)
-    z = latents.to(device=vae.device, dtype=vae.dtype) * std + mean  # (B, z, T, h, w), the VAE's own scale
-    pixels = decode_tiled(vae, z, tile_size, tile_overlap, chunk_frames, cancel)  # (B, 3, F, H, W)
+    z = _vae_scale(vae, latents)  # (B, z, T, h, w)
+    pixels = decode_tiled(vae, z, tile_size, tile_overlap, chunk_frames, cancel).float()  # (B, 3, F, H, W)
     num_latent = z.shape[2]
     for start in range(0, num_latent, chunk_frames):
         first, last = pixel_frames(start, min(start + chunk_frames, num_latent))
@@ -298,9 +298,8 @@ def _decode_tiled_chunks(vae, latents, chunk_frames: int, cancel, tile_size: int
 
 
 def _decode_chunks(vae: AutoencoderKLWan, latents: torch.Tensor, chunk_frames: int, cancel) -> Iterator[torch.Tensor]:
-    mean, std = _latent_stats(vae, latents)  # (1, z, 1, 1, 1) each
     run_offload_hook(vae)  # the decoder is called directly, so a model-offload hook on `vae` would not fire
-    z = latents.to(device=vae.device, dtype=vae.dtype) * std + mean  # (B, z, T, h, w), the VAE's own scale
+    z = _vae_scale(vae, latents)  # (B, z, T, h, w)
     num_latent = z.shape[2]
     vae.clear_cache()
     try:
@@ -322,10 +321,17 @@ def _decode_chunks(vae: AutoencoderKLWan, latents: torch.Tensor, chunk_frames: i
                     vae._conv_idx = [0]
                     out = vae.decoder(x, feat_cache=vae._feat_map, feat_idx=vae._conv_idx, first_chunk=a == 0)
                     pieces.append(decoder_pixels(vae, out))  # (B, 3, f, H, W)
-            yield torch.clamp(torch.cat(pieces, dim=2), min=-1.0, max=1.0)  # (B, 3, f, H, W)
+            yield torch.clamp(torch.cat(pieces, dim=2).float(), min=-1.0, max=1.0)  # (B, 3, f, H, W)
     finally:
         # Runs on exhaustion, cancellation, errors and an abandoned generator alike: drop the cached activations.
         vae.clear_cache()
+
+
+def _vae_scale(vae: AutoencoderKLWan, latents: torch.Tensor) -> torch.Tensor:
+    """Normalized latents in the VAE's own scale, on its device and in its dtype (un-normalized in float32)."""
+    z = latents.to(device=vae.device, dtype=torch.float32)
+    mean, std = _latent_stats(vae, z)  # (1, z, 1, 1, 1) each
+    return (z * std + mean).to(vae.dtype)
 
 
 def _latent_stats(vae: AutoencoderKLWan, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -58,6 +58,7 @@ def test_text_to_video_writes_a_browser_playable_mp4_with_metadata(engine, tmp_p
     assert len(embedded["model"]["weights_sha256"]) == 64
     sidecar = json.loads(result.metadata_path.read_text())
     assert sidecar["request"] == embedded["request"] and "total_s" in sidecar["timings"]
+    assert sidecar["settings"]["vae_dtype"] == str(engine.vae_dtype) == "torch.float32"  # CPU: full precision
     assert result.gif_path.is_file() and result.gif_path.stat().st_size > 0
     sampling = [p for p in progress if p.stage == "sampling"]
     assert [p.step for p in sampling] == [0, 1, 2, 3] and sampling[-1].total == 3
