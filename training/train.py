@@ -1,6 +1,8 @@
 """Train from a recipe: `python -m training.train --recipe training/recipes/<name>.toml [--output-dir DIR] [--resume]`.
 
 Runs as one process, or as several under `accelerate launch --num_processes N [--cpu] -m training.train ...`.
+`--export-only [--export-to DIR]` writes what the run would export (model folder, VAE folder or LoRA file) from its
+newest checkpoint and stops: a snapshot to try or ship, safe while the run itself goes on.
 """
 
 from __future__ import annotations
@@ -8,7 +10,9 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
+from training.checkpointing import latest_checkpoint
 from training.config import load_recipe
 
 
@@ -17,23 +21,47 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--recipe", required=True, help="a TOML recipe, e.g. training/recipes/small-cpu.toml")
     p.add_argument("--output-dir", help="where checkpoints, metrics and exports go (default: the recipe's)")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in the output dir")
+    p.add_argument("--export-only", action="store_true",
+                   help="export the newest checkpoint (EMA weights if kept) without training, then stop")
+    p.add_argument("--export-to", help="with --export-only: where to write (default: the run's own export path)")
     return p
 
 
 def run(recipe_path: str, *, output_dir: str | None = None, resume: bool = False) -> None:
     recipe = load_recipe(recipe_path, output_dir=output_dir)  # validated before any weights load
+    trainer_class(recipe)(recipe, resume=resume).train()
+
+
+def export_checkpoint(recipe_path: str, *, output_dir: str | None = None, export_to: str | None = None) -> Path:
+    """What the run would export, from its newest checkpoint; nothing in the run's folder changes."""
+    recipe = load_recipe(recipe_path, output_dir=output_dir)
+    checkpoints = Path(recipe.output_dir) / "checkpoints"
+    if latest_checkpoint(checkpoints) is None:
+        raise ValueError(f"--export-only: no checkpoint in {str(checkpoints)!r} to export")
+    return trainer_class(recipe)(recipe, resume=True).export(export_to)
+
+
+def trainer_class(recipe):
     if recipe.kind == "vae":
-        from training.vae_trainer import VAETrainer as Trainer
-    else:
-        from training.dit_trainer import DiTTrainer as Trainer
-    Trainer(recipe, resume=resume).train()
+        from training.vae_trainer import VAETrainer
+
+        return VAETrainer
+    from training.dit_trainer import DiTTrainer
+
+    return DiTTrainer
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    if args.export_to and not args.export_only:
+        print("error: --export-to goes with --export-only", file=sys.stderr)
+        return 2
     try:
-        run(args.recipe, output_dir=args.output_dir, resume=args.resume)
+        if args.export_only:
+            print(export_checkpoint(args.recipe, output_dir=args.output_dir, export_to=args.export_to))
+        else:
+            run(args.recipe, output_dir=args.output_dir, resume=args.resume)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -157,3 +157,29 @@ def test_bf16_autocast_runs_on_cpu(tmp_path):
     assert len(rows) == 1 and math.isfinite(float(rows[0]["loss"]))
     assert all(p.dtype == torch.float32 for p in trainer.trainable)
     AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def test_export_only_writes_the_newest_checkpoint_and_leaves_the_run_alone(run, tmp_path, capsys):
+    from training.train import main
+
+    _, _, output = run
+    metrics_before = (output / "metrics.csv").read_bytes()
+    checkpoints_before = sorted(p.name for p in checkpoint_dirs(output / "checkpoints"))
+    AcceleratorState._reset_state(reset_partial_state=True)
+    assert main(["--recipe", str(RECIPE), "--output-dir", str(output), "--export-only",
+                 "--export-to", str(tmp_path / "snapshot")]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "snapshot")
+    weights = "transformer/diffusion_pytorch_model.safetensors"
+    snapshot, final = load_file(tmp_path / "snapshot" / weights), load_file(output / "model" / weights)
+    assert snapshot.keys() == final.keys()  # the last checkpoint is the end of the run: the same EMA weights
+    assert all(torch.equal(snapshot[k], final[k]) for k in final)
+    assert (output / "metrics.csv").read_bytes() == metrics_before
+    assert sorted(p.name for p in checkpoint_dirs(output / "checkpoints")) == checkpoints_before
+
+
+def test_export_only_without_a_checkpoint_is_an_error(tmp_path, capsys):
+    from training.train import main
+
+    assert main(["--recipe", str(RECIPE), "--output-dir", str(tmp_path / "empty"), "--export-only"]) == 2
+    assert "--export-only: no checkpoint in" in capsys.readouterr().err
+    assert not (tmp_path / "empty" / "model").exists()
