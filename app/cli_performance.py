@@ -24,6 +24,8 @@ def add_performance_arguments(parser: argparse.ArgumentParser) -> None:
                        help="sparse: shorter sequences run dense (default 4096)")
     group.add_argument("--quant", choices=["none", "int8", "nf4", "fp8"], default="none",
                        help="transformer weights: int8 (CPU and CUDA), nf4 (CUDA), fp8 (Hopper/Ada GPUs)")
+    group.add_argument("--text-encoder-quant", choices=["none", "int8", "nf4", "fp8"], default="none",
+                       help="the text encoder's projections, in the same modes")
     group.add_argument("--offload", action="store_true",
                        help="CUDA: keep the models in CPU memory, each on the GPU only while it runs")
     group.add_argument("--vae-tile-size", type=int, metavar="PX",
@@ -38,8 +40,10 @@ SPARSE_OPTIONS = {  # argparse dest -> SparsitySettings field
 
 
 def performance_fields(args: argparse.Namespace) -> dict:
-    """`attention`, `sparse_attention`, `quant`, `offload` and `vae_tile_size` for GenerationRequest."""
-    return {**attention_fields(args), "quant": args.quant, "offload": args.offload, "vae_tile_size": args.vae_tile_size}
+    """`attention`, `sparse_attention`, `quant`, `text_encoder_quant`, `offload` and `vae_tile_size` for
+    GenerationRequest."""
+    return {**attention_fields(args), "quant": args.quant, "text_encoder_quant": args.text_encoder_quant,
+            "offload": args.offload, "vae_tile_size": args.vae_tile_size}
 
 
 def attention_fields(args: argparse.Namespace) -> dict:

@@ -23,7 +23,8 @@ from core.cancellation import check_cancel
 from core.conditioning import Condition, build_condition, video_tensor_to_frames
 from core.lora import load_lora, unload_loras
 from core.memory import enable_model_cpu_offload, release_memory, vae_dtype_for
-from core.quant.apply import weight_bytes
+from core.quant.apply import quantize_text_encoder, weight_bytes
+from core.quant.base import QuantizationInfo
 from core.quant.modes import check_mode
 from core.model_loader import BUNDLED_MODELS_DIR, LoadedModel, ModelSource, file_sha256, load_model
 from core.models.vae import iter_decode
@@ -58,6 +59,7 @@ class SampledVideo:
     timings: dict
     started: float  # perf_counter() when the request arrived
     attention: dict = field(default_factory=lambda: {"mode": "dense"})  # what attention did (attention_report)
+    text_encoder_quantization: QuantizationInfo | None = None
 
 
 @dataclass
@@ -97,6 +99,7 @@ class Engine:
         """The request checked, and checked against this engine's device (e.g. NF4 needs CUDA)."""
         validated = validate_request(request, self.model_dirs)
         check_mode(validated.request.quant, self.device)
+        check_mode(validated.request.text_encoder_quant, self.device)
         if validated.request.offload and self.device.type != "cuda":
             raise ValueError(f"`offload` needs a CUDA GPU to offload from; this device is {self.device}")
         return validated
@@ -125,12 +128,18 @@ class Engine:
             load_lora(loaded.transformer, lora.path, lora.strength, adapter_name=f"lora_{index}")
         loaded.applied_loras = wanted
 
-    def text_encoder(self, name: str) -> TextEncoder:
-        if name not in self._text_encoders:
+    def text_encoder(self, name: str, quant: str = "none") -> TextEncoder:
+        """The text encoder `name`, its projections quantized to `quant`; one variant of each is kept loaded."""
+        encoder = self._text_encoders.get(name)
+        if encoder is None or (encoder.quantization.mode if encoder.quantization else "none") != quant:
+            self._text_encoders.pop(name, None)
+            release_memory()
             encoder = build_text_encoder(name, device=str(self.device))
             encoder.encode([""])  # load now, so that loading time is reported as loading, not as encoding
+            if quant != "none":
+                encoder.quantization = quantize_text_encoder(encoder.loaded_model(), quant, self.device)
             self._text_encoders[name] = encoder
-        return self._text_encoders[name]
+        return encoder
 
     def sample(
         self,
@@ -149,7 +158,7 @@ class Engine:
         report("loading", 0, 1)
         loaded = self.model(validated.model, r.quant, r.offload)
         self._apply_loras(loaded, r.loras)
-        encoder = self.text_encoder(validated.model.text_encoder)
+        encoder = self.text_encoder(validated.model.text_encoder, r.text_encoder_quant)
         timings["load_s"] = time.perf_counter() - started
 
         check_cancel(cancel)
@@ -204,7 +213,8 @@ class Engine:
         latents = torch.where(given, condition.latents.to(latents.dtype), latents).float()
         timings["sampling_s"] = time.perf_counter() - mark
         attention = attention_report(r.attention, sparsity, timings["sampling_s"])
-        return SampledVideo(validated, loaded, seed, shift, latents, shot_latents, condition, timings, started, attention)
+        return SampledVideo(validated, loaded, seed, shift, latents, shot_latents, condition, timings, started, attention,
+                            encoder.quantization)
 
     def iter_frames(
         self, sampled: SampledVideo, on_progress: Callable[[Progress], None] | None = None, cancel=None
@@ -293,19 +303,21 @@ class Engine:
                 "vae_dtype": str(self.vae_dtype),
             },
             "attention": sampled.attention,
-            "quantization": _quantization_report(sampled.model, r),
+            "quantization": _quantization_report(sampled.model, r, sampled.text_encoder_quantization),
             "output": {"width": r.width, "height": r.height, "fps": r.fps, "generated_frames": r.total_frames},
             "device": {"type": self.device.type, "torch": torch.__version__, "python": platform.python_version()},
             "timings": {k: round(v, 4) for k, v in sampled.timings.items()},
         }
 
 
-def _quantization_report(loaded: LoadedModel, r: GenerationRequest) -> dict:
+def _quantization_report(loaded: LoadedModel, r: GenerationRequest, text_encoder: QuantizationInfo | None) -> dict:
     info = loaded.quantization
     report = {"mode": info.mode if info is not None else "none", "offload": r.offload,
               "transformer_weight_bytes": weight_bytes(loaded.transformer)}
     if info is not None:
         report |= {"backend": info.backend, "rule": info.rule, "quantized_layers": len(info.modules)}
+    report["text_encoder"] = {"mode": "none"} if text_encoder is None else {
+        "mode": text_encoder.mode, "backend": text_encoder.backend, "quantized_layers": len(text_encoder.modules)}
     return report
 
 

@@ -69,6 +69,7 @@ class GenerationRequest:
     attention: str = "dense"  # one of ATTENTION_MODES
     sparse_attention: SparsitySettings | None = None  # with attention="sparse"; None: the default settings
     quant: str = "none"  # the transformer's weights: "none", "int8", "nf4" or "fp8" (core.quant; device permitting)
+    text_encoder_quant: str = "none"  # the text encoder's projections, in the same modes
     offload: bool = False  # CUDA only: keep the models in CPU memory, each moved to the GPU while it runs
     vae_tile_size: int | None = None  # pixels: decode in overlapping tiles this size (VAE memory follows the tile,
     #                                  not the frame); None: whole frames
@@ -252,6 +253,8 @@ def validate_request(request: GenerationRequest, search_dirs=None) -> ValidatedR
     r = _check_attention(r)
     if r.quant not in QUANT_MODES:
         raise _bad("quant", r.quant, f"must be one of {list(QUANT_MODES)}")
+    if r.text_encoder_quant not in QUANT_MODES:
+        raise _bad("text_encoder_quant", r.text_encoder_quant, f"must be one of {list(QUANT_MODES)}")
     if not isinstance(r.offload, bool):
         raise _bad("offload", r.offload, "must be true or false")
     if r.vae_tile_size is not None:

@@ -126,5 +126,12 @@ def test_vae_tile_size_reaches_the_recorded_request_and_a_bad_one_is_named(tmp_p
                   "--vae-tile-size", "256", "--out", str(out))
     assert done.returncode == 0, done.stderr
     assert json.loads(out.with_suffix(".json").read_text())["request"]["vae_tile_size"] == 256
+    quantized = tmp_path / "text-int8.mp4"
+    done = launch("generate", "--model", "random:tiny", "--prompt", "a blue square", "--steps", "1",
+                  "--text-encoder-quant", "int8", "--out", str(quantized))
+    assert done.returncode == 0, done.stderr
+    sidecar = json.loads(quantized.with_suffix(".json").read_text())
+    assert sidecar["request"]["text_encoder_quant"] == "int8"
+    assert sidecar["quantization"]["text_encoder"]["mode"] == "int8"
     bad = launch("generate", "--model", "random:tiny", "--prompt", "x", "--vae-tile-size", "300")
     assert bad.returncode == 2 and "`vae_tile_size` must be a multiple of 16 pixels, got 300" in bad.stderr

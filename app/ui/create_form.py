@@ -37,6 +37,7 @@ class FormValues:
     attention: str = "dense"  # ATTENTION_MODES
     attention_recall: float = DEFAULT_TARGET_RECALL  # with sparse attention: share of attention mass kept
     quant: str = "none"  # the transformer's weights (core.quant modes)
+    text_encoder_quant: str = "none"  # the text encoder's projections (the same modes)
     vae_tile_size: int = 0  # pixels; 0: decode whole frames
 
     def values(self) -> tuple:
@@ -117,7 +118,7 @@ def request_from_form(form: FormValues) -> GenerationRequest:
         shift=float(form.shift) if form.shift else None, seed=seed,
         image=form.image or None, last_image=form.last_image or None, extend_video=form.extend_video or None,
         loras=loras, attention=form.attention, sparse_attention=_sparse_settings(form), quant=form.quant or "none",
-        vae_tile_size=int(form.vae_tile_size) if form.vae_tile_size else None,
+        text_encoder_quant=form.text_encoder_quant or "none", vae_tile_size=int(form.vae_tile_size) if form.vae_tile_size else None,
     )
 
 
@@ -142,7 +143,7 @@ def form_from_request(request: GenerationRequest, defaults: GenerationDefaults) 
         image=request.image, last_image=request.last_image, extend_video=request.extend_video,
         sampler=request.sampler or defaults.sampler, shift=request.shift, fps=fps, attention=request.attention,
         attention_recall=_recall_of(request.sparse_attention), quant=request.quant,
-        vae_tile_size=request.vae_tile_size or 0,
+        text_encoder_quant=request.text_encoder_quant, vae_tile_size=request.vae_tile_size or 0,
     )
 
 

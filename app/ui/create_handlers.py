@@ -225,6 +225,7 @@ def form_updates(service: StudioService, form: FormValues) -> tuple:
     updates["seconds"] = duration_slider(form.fps, d.max_frames, form.seconds)
     updates["lora"] = _lora_update(service, form.lora)
     updates["quant"] = _quant_value(service, form.quant)
+    updates["text_encoder_quant"] = _quant_value(service, form.text_encoder_quant)
     return tuple(updates.values())
 
 

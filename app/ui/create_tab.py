@@ -24,8 +24,8 @@ PERFORMANCE_NOTE = (
     "**Sparse attention** skips the blocks of the video that barely attend to each other (searched at a few steps, "
     f"then reused). It only pays on long or large clips: below {SparsitySettings().min_tokens} tokens it runs dense, "
     "and the result's details say so. Lower recall is faster and strays further from the dense result. "
-    "**Quantization** stores the transformer's weights in 8 bits (int8) or 4 bits (nf4, CUDA) to fit large models "
-    "in less memory; only the modes this device can run are offered. **VAE decode in tiles** decodes the frames in "
+    "**Quantization** stores the transformer's weights (and, if asked, the text encoder's) in 8 bits (int8) or 4 "
+    "bits (nf4, CUDA) to fit large models in less memory; only the modes this device can run are offered. **VAE decode in tiles** decodes the frames in "
     "overlapping tiles, so the decoder's memory follows the tile size instead of the frame size: for large frames "
     "on a small GPU. It is slower, and matches whole-frame decoding to within what the eye can see.")
 
@@ -56,6 +56,7 @@ class CreateForm:
     attention: gr.Radio
     attention_recall: gr.Slider
     quant: gr.Radio
+    text_encoder_quant: gr.Radio
     vae_tile_size: gr.Dropdown
 
     def components(self) -> list:
@@ -141,11 +142,13 @@ def _advanced_section(defaults, quant_modes: list[str]) -> dict:
                                label="Sparse attention recall", info="share of attention mass kept")
             quant = gr.Radio(quant_modes, value="none", label="Quantization", elem_id="kelp-quant",
                              info="transformer weights")
+            text_quant = gr.Radio(quant_modes, value="none", label="Text encoder quantization",
+                                  elem_id="kelp-text-encoder-quant", info="the prompt encoder's weights")
             tiles = gr.Dropdown(VAE_TILE_CHOICES, value=0, label="VAE decode", elem_id="kelp-vae-tiles",
                                 info="tiles bound the decoder's memory")
         gr.Markdown(PERFORMANCE_NOTE)
     return dict(sampler=sampler, shift=shift, fps=fps, attention=attention, attention_recall=recall, quant=quant,
-                vae_tile_size=tiles)
+                text_encoder_quant=text_quant, vae_tile_size=tiles)
 
 
 def _result_section() -> dict:

@@ -149,9 +149,10 @@ def _summary(job: Generation) -> str:
     attention = attention_summary((job.result or {}).get("attention"), request.get("attention"))
     if attention:
         lines.append(attention)
-    quant = request.get("quant", "none")
-    if quant != "none" or request.get("offload"):
-        lines.append(f"weights: {quant}" + (", CPU offload" if request.get("offload") else ""))
+    quant, text_quant = request.get("quant", "none"), request.get("text_encoder_quant", "none")
+    if quant != "none" or text_quant != "none" or request.get("offload"):
+        lines.append(f"weights: {quant}" + (f", text encoder {text_quant}" if text_quant != "none" else "")
+                     + (", CPU offload" if request.get("offload") else ""))
     if request.get("vae_tile_size"):
         lines.append(f"VAE decoded in {request['vae_tile_size']} px tiles")
     if job.error:

@@ -12,6 +12,8 @@ from typing import Callable, Protocol
 
 import torch
 
+from core.quant.base import QuantizationInfo
+
 
 @dataclass
 class TextEmbeddings:
@@ -23,6 +25,7 @@ class TextEncoder(Protocol):
     name: str  # registry key, recorded with each generated video
     dim: int  # D of the embeddings
     max_length: int  # longer prompts are truncated to this many tokens
+    quantization: QuantizationInfo | None  # set by the engine when it quantizes the encoder's projections
 
     def encode(self, prompts: list[str]) -> TextEmbeddings: ...
 
@@ -58,6 +61,7 @@ class MiniLMTextEncoder:
         self.model_path = Path(model_path) if model_path is not None else None  # None: the bundled package
         self._tokenizer = None
         self._model = None
+        self.quantization: QuantizationInfo | None = None
         # The UI shares one encoder between sessions; two first requests must not load it twice.
         self._load_lock = threading.Lock()
 

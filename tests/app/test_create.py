@@ -64,6 +64,12 @@ def test_sparse_attention_round_trips_through_the_form():
     assert dense.attention == "dense" and dense.sparse_attention is None  # the slider alone changes nothing
 
 
+def test_text_encoder_quantization_round_trips_through_the_form():
+    request = request_from_form(FormValues(prompt="a fox", model="random:tiny", size="64x64", text_encoder_quant="int8"))
+    assert request.text_encoder_quant == "int8" and request.quant == "none"
+    assert form_from_request(request, MODEL_PRESETS["tiny"].defaults).text_encoder_quant == "int8"
+
+
 def test_vae_tiles_round_trip_through_the_form():
     request = request_from_form(FormValues(prompt="a fox", model="random:tiny", size="64x64", vae_tile_size=256))
     assert request.vae_tile_size == 256

@@ -238,5 +238,8 @@ def test_summary_names_the_weights_and_the_vae_tiles_a_job_asked_for():
                      request={"quant": "int8", "offload": False, "vae_tile_size": 256})
     summary = handlers._summary(job)
     assert "weights: int8" in summary and "VAE decoded in 256 px tiles" in summary
+    text_only = handlers._summary(Generation(id=9, prompt="a fox", model="random:tiny", status="done",
+                                             request={"quant": "none", "text_encoder_quant": "int8"}))
+    assert "weights: none, text encoder int8" in text_only
     plain = handlers._summary(Generation(id=8, prompt="a fox", model="random:tiny", status="done", request={}))
     assert "weights" not in plain and "tiles" not in plain

@@ -16,12 +16,15 @@ def request(**overrides) -> GenerationRequest:
 def test_unknown_quant_mode_is_refused_by_name():
     with pytest.raises(ValueError, match=r"`quant` must be one of \['none', 'int8', 'nf4', 'fp8'\], got 'int4'"):
         validate_request(request(quant="int4"))
+    with pytest.raises(ValueError, match=r"`text_encoder_quant` must be one of \['none', 'int8', 'nf4', 'fp8'\], got 'q4'"):
+        validate_request(request(text_encoder_quant="q4"))
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU's refusal")
 @pytest.mark.parametrize("overrides, words", [
     (dict(quant="nf4"), ["'nf4'", "CUDA", "this device is cpu"]),
     (dict(quant="fp8"), ["'fp8'", "this device is cpu"]),
+    (dict(text_encoder_quant="nf4"), ["'nf4'", "CUDA", "this device is cpu"]),
     (dict(offload=True), ["`offload`", "this device is cpu"]),
 ])
 def test_modes_this_device_cannot_run_are_refused_before_loading(engine, overrides, words):
@@ -40,6 +43,23 @@ def test_int8_generation_records_its_weights_and_stays_close_to_full_precision(e
     assert int8.metadata["request"]["quant"] == "int8"
     a, b = decoded_frames(engine, request()), decoded_frames(engine, request(quant="int8"))
     assert psnr(a, b) > 30, psnr(a, b)  # close to full precision, yet computed from other weights:
+    assert not np.array_equal(a, b)
+
+
+def test_int8_text_encoder_is_recorded_and_stays_close_to_full_precision(engine, tmp_path):
+    full = engine.generate(request(), tmp_path / "full.mp4")
+    assert full.metadata["quantization"]["text_encoder"] == {"mode": "none"}
+    quantized = engine.generate(request(text_encoder_quant="int8"), tmp_path / "text-int8.mp4")
+    report = quantized.metadata["quantization"]
+    assert report["text_encoder"] == {"mode": "int8", "backend": "native-int8", "quantized_layers": 36}
+    assert report["mode"] == "none"  # the transformer stays full precision
+    assert quantized.metadata["request"]["text_encoder_quant"] == "int8"
+    encoder = engine.text_encoder("minilm-l6-v2", "int8")
+    assert encoder.quantization.mode == "int8"
+    assert engine.text_encoder("minilm-l6-v2", "int8") is encoder  # cached while it is the one asked for
+    a, b = decoded_frames(engine, request()), decoded_frames(engine, request(text_encoder_quant="int8"))
+    assert engine.text_encoder("minilm-l6-v2").quantization is None  # back to full precision when asked
+    assert psnr(a, b) > 25, psnr(a, b)  # other prompt embeddings, close to the full-precision ones
     assert not np.array_equal(a, b)
 
 
