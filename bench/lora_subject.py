@@ -1,7 +1,7 @@
 """Teach a model a subject it never saw with a LoRA, on this machine, the way the studio's Fine-tune tab does, and
 check with the evaluation harness that the subject appears with the LoRA and not without it.
 
-    python -m bench.lora_subject [--model kelp-small] [--clips 6] [--steps 200] [--name zorbly] [--count 6]
+    python -m bench.lora_subject [--model kelp-small] [--clips 6] [--steps 800] [--name zorbly] [--count 6]
 
 1. Own footage: `--clips` short H.264 clips of camera moves over a photo that training never showed (the harness's
    held-out photo, the cat), each with a `.txt` caption that names the subject only by a made-up word.
@@ -25,7 +25,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from app.finetune_recipe import DEFAULT_LEARNING_RATE, DEFAULT_RANK, DEFAULT_STEPS
 from bench.machine import machine_info
+from training.eval.photo_subject import ACCEPT
 
 RESULTS_DIR = Path("bench/results")
 PHOTO = "cat"  # training.data.toy_world.HELD_OUT_PHOTOS: never in the base model's training data
@@ -83,14 +85,24 @@ def run_harness(model: str, lora: Path, *, prompt: str, count: int, steps: int |
     return json.loads(out.read_text())
 
 
+def detector_summary(harness: dict, variant: str) -> dict:
+    """How near the clips of one variant ("without_lora", "with_lora") came to the photo: the share whose closest
+    photo is it, and the mean of their best scores (the detector names a photo from ACCEPT)."""
+    clips = [clip[variant] for clip in harness["sections"]["subject"]["clips"] if variant in clip]
+    if not clips:
+        return {}
+    return {"closest_is_subject": sum(c["closest"] == PHOTO for c in clips) / len(clips),
+            "mean_score": sum(c["score"] for c in clips) / len(clips)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.lora_subject", description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="base model (default: kelp-small, else random:small)")
     parser.add_argument("--name", default="zorbly", help="the made-up word the captions call the subject")
     parser.add_argument("--clips", type=int, default=6, help="footage clips to train on")
-    parser.add_argument("--steps", type=int, default=200, help="LoRA training steps (the studio's default)")
-    parser.add_argument("--rank", type=int, default=8)
-    parser.add_argument("--learning-rate", type=float, default=5e-4)
+    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="LoRA training steps (the studio's default)")
+    parser.add_argument("--rank", type=int, default=DEFAULT_RANK, help="(the studio's default)")
+    parser.add_argument("--learning-rate", type=float, default=DEFAULT_LEARNING_RATE, help="(the studio's default)")
     parser.add_argument("--count", type=int, default=6, help="harness clips with and without the LoRA")
     parser.add_argument("--sampling-steps", type=int, default=None, help="harness sampling steps (model default)")
     parser.add_argument("--work-dir", type=Path, default=None, help="keep footage, recipe and LoRA here")
@@ -127,15 +139,22 @@ def main(argv: list[str] | None = None) -> int:
         "captions": captions, "lora_steps": args.steps, "rank": args.rank, "learning_rate": args.learning_rate,
         "train_seconds": round(train_seconds, 1), "lora_file": str(lora), "lora_bytes": lora.stat().st_size,
         "prompt": prompt, "count": args.count, "found_without_lora": scores["found_without_lora"],
-        "found_with_lora": scores.get("found_with_lora"), "harness": harness,
+        "found_with_lora": scores.get("found_with_lora"),
+        "detector": {"accept_score": ACCEPT, "without_lora": detector_summary(harness, "without_lora"),
+                     "with_lora": detector_summary(harness, "with_lora")},
+        "harness": harness,
     }
     out = args.out or RESULTS_DIR / f"lora-subject-{device.type}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
-    print("| model | clips | steps | train time | LoRA | found without LoRA | found with LoRA |")
-    print("|---|---|---|---|---|---|---|")
+    near = result["detector"]
+    print("| model | clips | steps | train time | LoRA | found without / with LoRA | closest photo is the subject "
+          f"without / with | mean score without / with (found from {ACCEPT}) |")
+    print("|---|---|---|---|---|---|---|---|")
     print(f"| {model} | {args.clips} | {args.steps} | {train_seconds / 60:.1f} min | {lora.stat().st_size / 1e6:.2f} MB "
-          f"| {scores['found_without_lora']:.0%} | {scores.get('found_with_lora', 0):.0%} |")
+          f"| {scores['found_without_lora']:.0%} / {scores.get('found_with_lora', 0):.0%} "
+          f"| {near['without_lora']['closest_is_subject']:.0%} / {near['with_lora']['closest_is_subject']:.0%} "
+          f"| {near['without_lora']['mean_score']:.2f} / {near['with_lora']['mean_score']:.2f} |")
     print(f"wrote {out}")
     return 0
 

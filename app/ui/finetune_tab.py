@@ -14,8 +14,8 @@ from app.ui import finetune_handlers as handlers
 INTRO = """## Fine-tune a LoRA on your own footage
 Teach the model a subject, a look or a motion from a handful of short clips or images. Only a small LoRA adapter
 (a few MB) is trained; the base model stays as it is. Clips are cut into pieces of about one second at the base
-model's size. On a CPU a step takes about a second at 128×128, so 200 steps on a handful of short clips take a few
-minutes; a GPU is much faster. One fine-tune runs at a time, next to the studio's own generations."""
+model's size. On a CPU a step takes under a second at 128×128, so the default 800 steps on a handful of short clips take
+about 8 minutes; a GPU is much faster. One fine-tune runs at a time, next to the studio's own generations."""
 
 
 def build_finetune_tab(service, shell) -> None:

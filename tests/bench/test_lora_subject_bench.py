@@ -42,4 +42,10 @@ def test_a_whole_run_writes_training_time_and_both_harness_scores(tmp_path):
     assert Path(result["lora_file"]).is_file()
     assert 0 <= result["found_without_lora"] <= 1 and 0 <= result["found_with_lora"] <= 1
     assert result["harness"]["sections"]["subject"]["prompt"] == "a photo of zorbly, the camera pans right"
-    assert "| found without LoRA | found with LoRA |" in done.stdout
+    assert "| found without / with LoRA | closest photo is the subject without / with |" in done.stdout
+    detector = result["detector"]
+    for variant in ("without_lora", "with_lora"):
+        assert 0 <= detector[variant]["closest_is_subject"] <= 1 and -2 <= detector[variant]["mean_score"] <= 1
+    clips = result["harness"]["sections"]["subject"]["clips"]
+    closest = [c["with_lora"]["closest"] == PHOTO for c in clips]
+    assert detector["with_lora"]["closest_is_subject"] == sum(closest) / len(closest)
