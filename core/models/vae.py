@@ -290,7 +290,7 @@ def _decode_tiled_chunks(vae, latents, chunk_frames: int, cancel, tile_size: int
 
     run_offload_hook(vae)
     z = _vae_scale(vae, latents)  # (B, z, T, h, w)
-    pixels = decode_tiled(vae, z, tile_size, tile_overlap, chunk_frames, cancel).float()  # (B, 3, F, H, W)
+    pixels = decode_tiled(vae, z, tile_size, tile_overlap, chunk_frames, cancel)  # (B, 3, F, H, W) float32
     num_latent = z.shape[2]
     for start in range(0, num_latent, chunk_frames):
         first, last = pixel_frames(start, min(start + chunk_frames, num_latent))

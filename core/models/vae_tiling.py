@@ -177,7 +177,8 @@ def _decode_tile(vae, low: torch.Tensor, bounds, cancel):
 def decode_tiled(
     vae, z: torch.Tensor, tile_size: int, tile_overlap: int, chunk_frames: int = 1, cancel=None
 ) -> torch.Tensor:
-    """Pixels (B, 3, F, H, W) in [-1, 1] from latents `z` (B, z, T, h, w) in the VAE's own scale (not normalized)."""
+    """Pixels (B, 3, F, H, W) in [-1, 1], float32 whatever the VAE's precision, from latents `z` (B, z, T, h, w) in
+    the VAE's own scale (not normalized)."""
     check_tiling(tile_size, tile_overlap)
     batch, _, num_latent, height, width = z.shape
     tile, overlap = tile_size // SPATIAL_FACTOR, tile_overlap // SPATIAL_FACTOR  # latent cells
@@ -210,4 +211,4 @@ def decode_tiled(
         if share:
             for norm in tiled_norms:
                 del norm.forward
-    return out.div_(total_weight).clamp_(-1.0, 1.0).to(z.dtype)  # in place: a long clip's buffer is large
+    return out.div_(total_weight).clamp_(-1.0, 1.0)  # in place: a long clip's buffer is large

@@ -7,6 +7,7 @@ import torch
 from core.model_loader import load_model, resolve_model
 from core.memory import vae_dtype_for
 from core.models.vae import decode_latents, encode_video, iter_decode
+from core.models.vae_tiling import decode_tiled
 from training.data.toy_world import toy_clip
 from training.eval.metrics import psnr
 
@@ -53,6 +54,8 @@ def test_bfloat16_tiled_decode_yields_float32(vaes, video):
     latents = encode_video(half, video)
     chunks = list(iter_decode(half, latents, tile_size=256))  # one tile at 64x64: the tiled code path all the same
     assert all(c.dtype == torch.float32 for c in chunks)
+    # The blend buffer comes back float32, not rounded to the VAE's bfloat16 on the way.
+    assert decode_tiled(half, latents.to(torch.bfloat16), 256, 128).dtype == torch.float32
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
