@@ -250,20 +250,28 @@ def iter_decode(
     memory then follows the tile, not the frame, but the whole clip is decoded before the first chunk is yielded.
     `tile_overlap` (pixels shared by neighbouring tiles) defaults to DEFAULT_TILE_OVERLAP, at most half the tile.
     """
+    # Validate here, not in the generator, so bad arguments fail at the call rather than at the first next().
+    tile_overlap = _checked_decode_arguments(vae, latents, chunk_frames, tile_size, tile_overlap)
+    if tile_size is not None:
+        return _decode_tiled_chunks(vae, latents, chunk_frames, cancel, tile_size, tile_overlap)
+    return _decode_chunks(vae, latents, chunk_frames, cancel)
+
+
+def _checked_decode_arguments(vae, latents, chunk_frames, tile_size, tile_overlap) -> int | None:
+    """Raise ValueError naming a bad argument; returns the tile overlap to use (None without tiles)."""
     _check_supported(vae)
     if latents.ndim != 5 or latents.shape[1] != vae.config.z_dim:
         raise ValueError(f"`latents` must be (B, {vae.config.z_dim}, T, h, w), got shape {tuple(latents.shape)}")
     if isinstance(chunk_frames, bool) or not isinstance(chunk_frames, int) or chunk_frames < 1:
         raise ValueError(f"`chunk_frames` must be a positive int, got {chunk_frames!r}")
-    # Validate here, not in the generator, so bad arguments fail at the call rather than at the first next().
-    if tile_size is not None:
-        from core.models.vae_tiling import check_tiling
+    if tile_size is None:
+        return None
+    from core.models.vae_tiling import check_tiling
 
-        if tile_overlap is None and isinstance(tile_size, int):
-            tile_overlap = default_tile_overlap(tile_size)
-        check_tiling(tile_size, tile_overlap)
-        return _decode_tiled_chunks(vae, latents, chunk_frames, cancel, tile_size, tile_overlap)
-    return _decode_chunks(vae, latents, chunk_frames, cancel)
+    if tile_overlap is None and isinstance(tile_size, int):
+        tile_overlap = default_tile_overlap(tile_size)
+    check_tiling(tile_size, tile_overlap)
+    return tile_overlap
 
 
 def default_tile_overlap(tile_size: int) -> int:
@@ -280,18 +288,35 @@ def decode_latents(
 ) -> torch.Tensor:
     """Pixels (B, 3, F, H, W) in [-1, 1] from normalized latents (B, z, T, h, w); F = 1 + 4(T - 1).
 
-    `tile_size` / `tile_overlap`: as in iter_decode.
+    `tile_size` / `tile_overlap`: as in iter_decode. The clip is decoded into one buffer: the chunks are not
+    concatenated at the end, which would hold the clip twice.
     """
-    return torch.cat(list(iter_decode(vae, latents, chunk_frames, None, tile_size, tile_overlap)), dim=2)
+    tile_overlap = _checked_decode_arguments(vae, latents, chunk_frames, tile_size, tile_overlap)
+    if tile_size is not None:
+        return _decode_tiled(vae, latents, chunk_frames, None, tile_size, tile_overlap)
+    clip, filled = None, 0
+    for chunk in _decode_chunks(vae, latents, chunk_frames, None):  # (B, 3, f, H, W)
+        if clip is None:
+            num_frames = 1 + TEMPORAL_FACTOR * (latents.shape[2] - 1)
+            clip = chunk.new_empty((*chunk.shape[:2], num_frames, *chunk.shape[3:]))
+        clip[:, :, filled:filled + chunk.shape[2]] = chunk
+        filled += chunk.shape[2]
+    return clip
 
 
-def _decode_tiled_chunks(vae, latents, chunk_frames: int, cancel, tile_size: int, tile_overlap: int):
-    from core.models.vae_tiling import decode_tiled, pixel_frames
+def _decode_tiled(vae, latents, chunk_frames: int, cancel, tile_size: int, tile_overlap: int) -> torch.Tensor:
+    from core.models.vae_tiling import decode_tiled
 
     run_offload_hook(vae)
     z = _vae_scale(vae, latents)  # (B, z, T, h, w)
-    pixels = decode_tiled(vae, z, tile_size, tile_overlap, chunk_frames, cancel)  # (B, 3, F, H, W) float32
-    num_latent = z.shape[2]
+    return decode_tiled(vae, z, tile_size, tile_overlap, chunk_frames, cancel)  # (B, 3, F, H, W) float32
+
+
+def _decode_tiled_chunks(vae, latents, chunk_frames: int, cancel, tile_size: int, tile_overlap: int):
+    from core.models.vae_tiling import pixel_frames
+
+    pixels = _decode_tiled(vae, latents, chunk_frames, cancel, tile_size, tile_overlap)  # (B, 3, F, H, W)
+    num_latent = latents.shape[2]
     for start in range(0, num_latent, chunk_frames):
         first, last = pixel_frames(start, min(start + chunk_frames, num_latent))
         yield pixels[:, :, first:last]

@@ -79,7 +79,7 @@ def test_iter_decode_matches_diffusers_decode(vae):
     reference = reference_decode(vae, z)
     chunks = list(iter_decode(vae, z, chunk_frames=1))
     assert [c.shape[2] for c in chunks] == [1, 4, 4, 4]
-    assert torch.equal(torch.cat(chunks, dim=2), reference)
+    torch.testing.assert_close(torch.cat(chunks, dim=2), reference, atol=1e-5, rtol=1e-5)  # oneDNN rounding
 
 
 @pytest.mark.parametrize("chunk_frames, sizes", [(2, [5, 8]), (3, [9, 4]), (10, [13])])
@@ -116,7 +116,8 @@ def test_cancel_stops_decoding_and_leaves_the_vae_reusable(vae):
     with pytest.raises(GenerationCancelled):
         next(chunks)
     assert all(entry is None for entry in vae._feat_map)
-    assert torch.equal(decode_latents(vae, z), reference_decode(vae, z))
+    # diffusers' decode feeds the convolutions other chunk shapes, so oneDNN may round differently
+    torch.testing.assert_close(decode_latents(vae, z), reference_decode(vae, z), atol=1e-5, rtol=1e-5)
 
 
 def test_sampling_the_posterior_is_seeded(vae):

@@ -66,3 +66,28 @@ def test_bad_tiling_is_refused(size, overlap):
         check_tiling(size, overlap)
     with pytest.raises(ValueError, match="tile_"):
         iter_decode(tiny_vae("rms"), latents(1, 4, 4), tile_size=size, tile_overlap=overlap)
+
+
+def test_group_norm_statistics_are_whole_frame_over_a_grid_of_tiles():
+    """3 x 3 tiles: each FrameGroupNorm gets its frame's statistics from the tiles' own cells, pass by pass."""
+    vae, z = tiny_vae("group", residual=True), latents(3, 40, 40)  # 320 x 320 pixels
+    reference = decode_latents(vae, z)
+    assert psnr(decode_latents(vae, z, tile_size=160, tile_overlap=80), reference) >= 45
+
+
+def test_upsampled_stages_never_see_a_whole_frame():
+    """Memory follows the tile: after the latent-resolution stage, no layer (the statistics passes included) runs on
+    more than a tile."""
+    vae, z = tiny_vae("group", residual=True), latents(3, 40, 40)
+    decoder, widths = vae.decoder, []
+    split = next(i for i, block in reversed(list(enumerate(decoder.up_blocks))) if block.upsampler is not None
+                 and block.upsampler.mode == "upsample3d") + 1
+    layers = [decoder.up_blocks[split - 1].upsampler, *decoder.up_blocks[split:], decoder.norm_out, decoder.conv_out]
+    hooks = [layer.register_forward_pre_hook(lambda _, args: widths.append(args[0].shape[-1])) for layer in layers]
+    try:
+        decode_latents(vae, z, tile_size=160, tile_overlap=80)  # tiles of 20 latent cells in a 40-cell frame
+    finally:
+        for hook in hooks:
+            hook.remove()
+    scale = vae.config.scale_factor_spatial // vae.config.patch_size  # decoder pixels per latent cell at the top
+    assert widths and max(widths) <= 20 * scale  # a whole frame would be 40 * scale wide
