@@ -36,28 +36,40 @@ from core.attention.dispatch import sageattention_installed
 GRID = 32  # video tokens per row and column of a frame
 SPARSITY = 0.85
 RECALL = 0.95
+CUDA_SPARSITY_SWEEP = (0.5, 0.75, 0.9, 0.95)
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lengths", default=None, help="tokens, comma-separated (default 4096,16384,32768,75000)")
     parser.add_argument("--head-dims", default=None, help="comma-separated (default 64,128)")
-    parser.add_argument("--heads", type=int, default=2, help="attention heads per call (batch 1)")
-    parser.add_argument("--block-size", type=int, default=64)
-    parser.add_argument("--max-length-dim128", type=int, default=32768,
-                        help="longer sequences are timed at head dim 64 only (dense 75K x 128 takes minutes on CPU)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per kernel (1 above 32K tokens on CPU)")
+    parser.add_argument("--heads", type=int, default=None, help="attention heads per call, batch 1 (default: 2 on "
+                        "CPU, 12 on CUDA as in Wan-1.3B, so that the GPU is filled)")
+    parser.add_argument("--block-size", type=int, default=None,
+                        help="tokens per block (default: 64 on CPU, 128 on CUDA: FlexAttention's tile)")
+    parser.add_argument("--max-length-dim128", type=int, default=None,
+                        help="longer sequences are timed at head dim 64 only (default 32768 on CPU, where dense 75K x "
+                             "128 takes minutes; no limit on CUDA)")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="timed runs per kernel (default 3 on CPU, 1 above 32K tokens there; 10 on CUDA)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--model", default=None, help="end-to-end model (default: kelp-small, else random:small)")
     parser.add_argument("--steps", type=int, default=None, help="end-to-end sampling steps (default: the model's)")
     parser.add_argument("--skip-kernels", action="store_true")
     parser.add_argument("--skip-end-to-end", action="store_true")
+    parser.add_argument("--text-embeddings", default=None,
+                        help="end to end: prompts recorded by bench.recorded_text (GPU machines without MiniLM)")
     parser.add_argument("--out", default=None)
     parser.add_argument("--quick", action="store_true", help="4K and 16K tokens, head dim 64, a short end-to-end run")
     args = parser.parse_args()
+    cuda = args.device.startswith("cuda")
+    args.heads = args.heads or (12 if cuda else 2)
+    args.block_size = args.block_size or (128 if cuda else 64)
     if args.quick:
         args.lengths, args.head_dims = args.lengths or "4096,16384", args.head_dims or "64"
         args.repeats, args.steps = 1, args.steps or 6
+    args.repeats = args.repeats or (10 if cuda else 3)
+    args.max_length_dim128 = args.max_length_dim128 or (10**9 if cuda else 32768)
     args.lengths, args.head_dims = args.lengths or "4096,16384,32768,75000", args.head_dims or "64,128"
     args.lengths = [int(x) for x in str(args.lengths).split(",")]
     args.head_dims = [int(x) for x in str(args.head_dims).split(",")]
@@ -135,7 +147,10 @@ def kernel_rows(length: int, head_dim: int, args, device) -> list[dict]:
     sync(device)
     search_s = time.perf_counter() - start
     forced = always_kept_blocks(num_blocks(length, block), block, 0, device)
-    for label, budget in (("fixed sparsity", dict(sparsity=SPARSITY)), ("target recall", dict(target_recall=RECALL))):
+    budgets = [("fixed sparsity", dict(sparsity=SPARSITY)), ("target recall", dict(target_recall=RECALL))]
+    if device.type == "cuda":  # the speed-up as a function of sparsity, where timing a row costs milliseconds
+        budgets += [("fixed sparsity", dict(sparsity=s)) for s in CUDA_SPARSITY_SWEEP]
+    for label, budget in budgets:
         pattern = select_blocks(mass, forced, **budget)
         seconds, out = timed(lambda: block_sparse_attention(q, k, v, pattern, block), device, repeats)
         kept = (mass * pattern).sum() / mass.sum()
@@ -176,6 +191,10 @@ def end_to_end(args, device) -> dict:
             model = "random:small"
     defaults = resolve_model(model).defaults
     engine = Engine(device=str(device), output_dir=tempfile.mkdtemp(prefix="kelp-bench-"))
+    if args.text_embeddings:
+        from bench.recorded_text import RecordedTextEncoder
+
+        engine.use_text_encoder(RecordedTextEncoder(args.text_embeddings, device))
     base = GenerationRequest(prompt="a red circle moving right on a blue background", model=model, seed=0,
                              steps=args.steps)
     cases = {
@@ -186,11 +205,20 @@ def end_to_end(args, device) -> dict:
     if not args.quick:
         big = replace(base, width=256, height=256, num_frames=65)  # 17 x 16 x 16 = 4352 video tokens
         cases["256x256x65 (4352 tokens), default settings"] = (big, SparsitySettings())
+    if not args.quick and device.type == "cuda":  # lengths where attention is most of the work
+        for width, height, num_frames in ((512, 512, 65), (832, 480, 81)):
+            tokens = (1 + (num_frames - 1) // 4) * (height // 16) * (width // 16)  # kelp-small: a token per 16x16 px
+            cases[f"{width}x{height}x{num_frames} ({tokens} tokens), default settings"] = (
+                replace(base, width=width, height=height, num_frames=num_frames), SparsitySettings(block_size=128))
     results = {"model": model, "untrained": model.startswith("random:"), "cases": {}}
     for name, (request, settings) in cases.items():
+        sparse_request = replace(request, attention="sparse", sparse_attention=settings)
+        if device.type == "cuda":  # untimed short runs first: CUDA start-up and FlexAttention's compilation
+            for warm in (request, sparse_request):
+                engine.sample(replace(warm, steps=min(settings.search_steps) + 2))  # a search, then reuse
         dense = engine.sample(request)
         dense_frames = np.concatenate(list(engine.iter_frames(dense)))
-        sparse = engine.sample(replace(request, attention="sparse", sparse_attention=settings))
+        sparse = engine.sample(sparse_request)
         sparse_frames = np.concatenate(list(engine.iter_frames(sparse)))
         report = sparse.attention
         results["cases"][name] = {
@@ -200,6 +228,9 @@ def end_to_end(args, device) -> dict:
             "mean_sparsity": report.get("mean_sparsity"), "mean_recall": report.get("mean_recall"),
             "layers": report.get("layers", []), "settings": report["settings"],
         }
+        case = results["cases"][name]
+        print(f"  {name}: {case['psnr_db']:.2f} dB, dense {case['dense_sampling_s']:.2f} s, sparse "
+              f"{case['sparse_sampling_s']:.2f} s, sparsity {case['mean_sparsity']}", flush=True)
     return results
 
 
@@ -220,10 +251,22 @@ def end_to_end_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def allow_flex_recompiles(limit: int = 64) -> None:
+    """Compiled FlexAttention specialises on sequence length and head dim; the benchmark's grid of sizes would pass
+    dynamo's default recompile limit (8), after which flex_attention runs eagerly (the full score matrix)."""
+    import torch._dynamo
+
+    for name in ("recompile_limit", "cache_size_limit"):  # the name in newer and in older PyTorch
+        if hasattr(torch._dynamo.config, name):
+            setattr(torch._dynamo.config, name, max(limit, getattr(torch._dynamo.config, name)))
+
+
 def main() -> None:
     args = parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
+    if device.type == "cuda":
+        allow_flex_recompiles()
     results = {**machine_info(device, "bench.attention"), "block_size": args.block_size, "heads": args.heads,
                "inputs": "synthetic video-shaped q/k (3D-local random Fourier features), random v"}
     out = Path(args.out or f"bench/results/attention-{device.type}.json")

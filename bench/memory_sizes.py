@@ -34,25 +34,32 @@ def build_on_meta(size: str) -> nn.Module:
 
 
 def materialize(model: nn.Module, dtype: torch.dtype, rule: QuantRule | None = None,
-                backend: QuantBackend | None = None) -> None:
-    """Random weights (std 0.02) in `dtype`, one layer at a time; with `backend`, the layers `rule` selects are
-    quantized as they are made, so the float32 copy of the whole model never exists."""
+                backend: QuantBackend | None = None, device: torch.device | str = "cpu") -> None:
+    """Random weights (std 0.02) in `dtype` on `device`, one layer at a time; with `backend`, the layers `rule`
+    selects are quantized as they are made, so the float32 copy of the whole model never exists."""
+    device = torch.device(device)
     selected = set(select_linears(model, rule)) if backend is not None else set()
     for name in selected:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name)
         meta = getattr(parent, child)
-        linear = nn.Linear(meta.in_features, meta.out_features, bias=meta.bias is not None)
+        linear = nn.Linear(meta.in_features, meta.out_features, bias=meta.bias is not None, device=device)
         nn.init.normal_(linear.weight, std=0.02)
-        setattr(parent, child, backend.quantize_linear(linear, torch.device("cpu"), dtype))
+        setattr(parent, child, backend.quantize_linear(linear, device, dtype))
+        del linear
     for module in model.modules():
         own = list(module.named_parameters(recurse=False))
         if any(p.is_meta for _, p in own):
-            module.to_empty(device="cpu", recurse=False)
+            buffers = {name: b.clone() for name, b in module.named_buffers(recurse=False)}  # to_empty drops values
+            module.to_empty(device=device, recurse=False)
+            for name, value in buffers.items():
+                getattr(module, name).copy_(value)
             for _, param in module.named_parameters(recurse=False):
                 if param.is_floating_point():
                     nn.init.normal_(param, std=0.02)
                     param.data = param.data.to(dtype)  # per module: a float32 copy of one layer at most
+    if device.type != "cpu":
+        model.to(device)  # the buffers built on the CPU (rotary tables and the like)
 
 
 def computed_bytes(model: nn.Module, rest_bytes: int, rule: QuantRule | None = None,

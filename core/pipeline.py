@@ -141,6 +141,13 @@ class Engine:
             self._text_encoders[name] = encoder
         return encoder
 
+    def use_text_encoder(self, encoder: TextEncoder) -> None:
+        """Serve unquantized requests for `encoder.name` with this already-built encoder (for example embeddings
+        computed on another machine, as the GPU benchmarks do); a quantized request builds its own as usual."""
+        if getattr(encoder, "quantization", None) is not None:
+            raise ValueError(f"`encoder` must be unquantized, got one quantized to {encoder.quantization.mode!r}")
+        self._text_encoders[encoder.name] = encoder
+
     def sample(
         self,
         request: GenerationRequest | ValidatedRequest,

@@ -195,3 +195,14 @@ def test_dit_with_sparse_attention_at_full_recall_matches_dense(shots):
     assert sorted(controller.patterns) == [0, 1]
     for out in outputs:
         torch.testing.assert_close(out, dense, atol=1e-5, rtol=0)
+
+
+@pytest.mark.gpu
+def test_search_on_cuda_matches_the_cpu():
+    """The GPU search takes far larger chunks of scores at once; the masses and output are the CPU's."""
+    generator = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(1, 4, 3000, 64, generator=generator) for _ in range(3))
+    out, mass = attention_with_block_mass(q, k, v, 128)
+    cuda_out, cuda_mass = attention_with_block_mass(q.cuda(), k.cuda(), v.cuda(), 128)
+    torch.testing.assert_close(cuda_mass.cpu(), mass, atol=1e-3, rtol=1e-3)
+    torch.testing.assert_close(cuda_out.cpu(), out, atol=1e-3, rtol=1e-3)

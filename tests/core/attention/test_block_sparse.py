@@ -112,8 +112,8 @@ def test_bad_pattern_and_kernel_are_named():
 
 
 @pytest.mark.gpu
-def test_compiled_flex_matches_gather_on_cuda():
-    block = 128  # FlexAttention's native tile
+@pytest.mark.parametrize("block", [128, 64])  # FlexAttention's native tile, and a block its tile must shrink to
+def test_compiled_flex_matches_gather_on_cuda(block):
     q, k, v = (t.cuda() for t in qkv(1000, seed=5))
     blocks = num_blocks(1000, block)
     pattern = (torch.rand(B, H, blocks, blocks) < 0.3) | torch.eye(blocks, dtype=torch.bool)
