@@ -96,51 +96,67 @@ def weights_section(args, device) -> dict:
     for size in args.sizes:
         for mode in modes:
             print(f"  {size} {mode} ...", flush=True)
-            before = fresh_peak()
-            started = time.perf_counter()
-            model = build_on_meta(size)
-            backend = None if mode == "bf16" else backend_for(mode, device)
-            with torch.no_grad():
-                materialize(model, torch.bfloat16, TRANSFORMER_PROJECTIONS, backend, device)
-            model.eval()
-            build_s = time.perf_counter() - started
-            row = {"size": size, "mode": mode, "backend": backend.name if backend else "torch bf16",
-                   "weight_bytes": weight_bytes(model), "allocated_bytes": allocated() - before,
-                   "build_peak_bytes": peak_since(before), "build_s": build_s}
-            call_args, call_kwargs = _call_inputs(size, device, torch.bfloat16)
-            with torch.no_grad():
-                model(*call_args, **call_kwargs)  # warm-up
-                resident = fresh_peak()
-                times = []
-                for _ in range(3):
-                    sync(device)
-                    started = time.perf_counter()
-                    model(*call_args, **call_kwargs)
-                    sync(device)
-                    times.append(time.perf_counter() - started)
-            row.update(call_s=statistics.median(times), call_peak_above_resident_bytes=peak_since(resident),
-                       call_peak_total_bytes=peak_since(0))
-            rows[f"{size} {mode}"] = row
-            del model, call_args
+            try:
+                rows[f"{size} {mode}"] = _weights_row(size, mode, device)
+            except Exception as error:  # one mode that fails must not cost the other rows
+                rows[f"{size} {mode}"] = {"size": size, "mode": mode, "error": f"{type(error).__name__}: {error}"}
+                print(f"  {size} {mode} failed: {rows[f'{size} {mode}']['error']}", flush=True)
             fresh_peak()
-    for size in args.sizes:
+    _ratios(rows, args.sizes, modes)
+    return {"rows": rows, "calls": {"kelp-small": KELP_CALL, "wan": WAN_CALL}, "method": WEIGHTS_METHOD}
+
+
+def _weights_row(size: str, mode: str, device) -> dict:
+    before = fresh_peak()
+    started = time.perf_counter()
+    model = build_on_meta(size)
+    backend = None if mode == "bf16" else backend_for(mode, device)
+    with torch.no_grad():
+        materialize(model, torch.bfloat16, TRANSFORMER_PROJECTIONS, backend, device)
+    model.eval()
+    build_s = time.perf_counter() - started
+    row = {"size": size, "mode": mode, "backend": backend.name if backend else "torch bf16",
+           "weight_bytes": weight_bytes(model), "allocated_bytes": allocated() - before,
+           "build_peak_bytes": peak_since(before), "build_s": build_s}
+    call_args, call_kwargs = _call_inputs(size, device, torch.bfloat16)
+    with torch.no_grad():
+        model(*call_args, **call_kwargs)  # warm-up
+        resident = fresh_peak()
+        times = []
+        for _ in range(3):
+            sync(device)
+            started = time.perf_counter()
+            model(*call_args, **call_kwargs)
+            sync(device)
+            times.append(time.perf_counter() - started)
+    row.update(call_s=statistics.median(times), call_peak_above_resident_bytes=peak_since(resident),
+               call_peak_total_bytes=peak_since(0))
+    return row
+
+
+def _ratios(rows: dict, sizes, modes) -> None:
+    for size in sizes:
         bf16 = rows.get(f"{size} bf16")
         for mode in modes:
             row = rows.get(f"{size} {mode}")
-            if bf16 and row:
+            if bf16 and row and "error" not in bf16 and "error" not in row:
                 row["smaller_than_bf16"] = bf16["weight_bytes"] / row["weight_bytes"]
                 row["speed_vs_bf16"] = bf16["call_s"] / row["call_s"]
-    return {"rows": rows, "calls": {"kelp-small": KELP_CALL, "wan": WAN_CALL},
-            "method": "random weights (std 0.02) made layer by layer on the GPU, the projections quantized as they are "
-                      "made (Kelp's rule: attention and MLP projections; norms, embeddings and modulation in bf16). "
-                      "weight_bytes: the state_dict's tensors; allocated: torch.cuda.memory_allocated after the "
-                      "build; call: one forward (median of 3 after a warm-up) on the inputs in `calls`."}
+
+
+WEIGHTS_METHOD = ("random weights (std 0.02) made layer by layer on the GPU, the projections quantized as they are made "
+                  "(Kelp's rule: attention and MLP projections; norms, embeddings and modulation in bf16). weight_bytes: "
+                  "the state_dict's tensors; allocated: torch.cuda.memory_allocated after the build; call: one forward "
+                  "(median of 3 after a warm-up) on the inputs in `calls`.")
 
 
 def weights_table(section: dict) -> str:
     lines = ["| transformer | mode | weights GB | x smaller than bf16 | allocated GB | call s | speed vs bf16 | "
              "call peak above weights GB |", "|---|---|---:|---:|---:|---:|---:|---:|"]
     for row in section["rows"].values():
+        if "error" in row:
+            lines.append(f"| {row['size']} | {row['mode']} | failed: {row['error'][:80]} | | | | | |")
+            continue
         lines.append(f"| {row['size']} | {row['mode']} ({row['backend']}) | {row['weight_bytes'] / GB:.3f} | "
                      f"{row.get('smaller_than_bf16', 1):.2f}x | {row['allocated_bytes'] / GB:.3f} | "
                      f"{row['call_s']:.3f} | {row.get('speed_vs_bf16', 1):.2f}x | "
@@ -201,7 +217,12 @@ def fidelity_section(args, device) -> dict:
         print(f"  {label} ...", flush=True)
         from dataclasses import replace
 
-        frames, timings = _frames(_engine(device, args, **engine_kwargs), replace(request, **overrides))
+        try:
+            frames, timings = _frames(_engine(device, args, **engine_kwargs), replace(request, **overrides))
+        except Exception as error:  # one mode that fails must not cost the other rows
+            rows[label] = {"error": f"{type(error).__name__}: {error}"}
+            print(f"  {label} failed: {rows[label]['error']}", flush=True)
+            continue
         rows[label] = {"psnr_db": psnr_uint8(frames, reference), "sampling_s": timings.get("sampling_s")}
     return {"model": model, "prompt": PROMPT, "reference": "float32 transformer, the engine's VAE dtype", "rows": rows,
             "method": "one seeded generation per row at the model's default size and steps; uint8 frames before "
@@ -211,8 +232,8 @@ def fidelity_section(args, device) -> dict:
 def fidelity_table(section: dict) -> str:
     lines = [f"model {section['model']}; reference: {section['reference']}", "",
              "| transformer | video PSNR vs reference dB | sampling s |", "|---|---:|---:|"]
-    lines += [f"| {label} | {row['psnr_db']:.2f} | {row['sampling_s'] or 0:.2f} |"
-              for label, row in section["rows"].items()]
+    lines += [f"| {label} | {row['psnr_db']:.2f} | {row['sampling_s'] or 0:.2f} |" if "error" not in row else
+              f"| {label} | failed: {row['error'][:80]} | |" for label, row in section["rows"].items()]
     return "\n".join(lines)
 
 

@@ -47,13 +47,14 @@ class BnbInt8Backend(QuantBackend):
     def from_saved(self, layer: nn.Module, device: torch.device, compute_dtype: torch.dtype) -> nn.Module:
         import bitsandbytes as bnb
 
-        codes = layer.weight.detach().to("cpu")
-        absmax = (layer.weight_scale.detach().float() * INT8_MAX).to("cpu")  # bitsandbytes' SCB
+        # Made on the device: Int8Params.to() from the CPU re-quantizes its data and leaves the given CB behind.
+        codes = layer.weight.detach().to(device)
+        absmax = (layer.weight_scale.detach().float() * INT8_MAX).to(device)  # bitsandbytes' SCB
         out = bnb.nn.Linear8bitLt(layer.in_features, layer.out_features, bias=layer.bias is not None,
                                   has_fp16_weights=False, threshold=LLM_INT8_THRESHOLD, device="meta")
         out.weight = bnb.nn.Int8Params(codes, requires_grad=False, has_fp16_weights=False, CB=codes, SCB=absmax)
         if layer.bias is not None:
-            out.bias = nn.Parameter(layer.bias.detach().to("cpu", compute_dtype), requires_grad=False)
+            out.bias = nn.Parameter(layer.bias.detach().to(device, compute_dtype), requires_grad=False)
         return mark_quantized(out.to(device), self)
 
     def to_saved(self, layer: nn.Module) -> nn.Module:
