@@ -2,8 +2,8 @@
 # What a lent GPU machine runs: the CUDA tests and the GPU benchmarks, each part under its own time limit, logs and
 # JSON written to $OUT (default bench/results). From the repository root:
 #
-#   bash bench/gpu_session.sh tests attention-kernels      # then
-#   bash bench/gpu_session.sh memory attention-e2e memory-generations
+#   KELP_BENCH_COMMIT=<this commit> bash bench/gpu_session.sh tests attention-kernels      # then
+#   KELP_BENCH_COMMIT=<this commit> bash bench/gpu_session.sh memory attention-e2e memory-generations
 #
 # The lent machines have PyTorch but not every Kelp dependency, and cannot download: prepare them here first with
 # `bash bench/gpu_session.sh prepare` (diffusers, bitsandbytes' CUDA 13 library and imageio-ffmpeg's Python code
@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 out=${OUT:-bench/results}
 mkdir -p "$out"
 embeddings=.device/text-embeddings.safetensors
-export PYTHONUNBUFFERED=1 KELP_BENCH_COMMIT=${KELP_BENCH_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null)}
+export PYTHONUNBUFFERED=1  # and KELP_BENCH_COMMIT, set by the caller: the machine's .git can be older than the code
 python=python3
 
 prepare() {
