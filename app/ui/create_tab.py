@@ -23,7 +23,9 @@ QUEUE_REFRESH_S = 2.0
 PERFORMANCE_NOTE = (
     "**Sparse attention** skips the blocks of the video that barely attend to each other (searched at a few steps, "
     f"then reused). It only pays on long or large clips: below {SparsitySettings().min_tokens} tokens it runs dense, "
-    "and the result's details say so. Lower recall is faster and strays further from the dense result. "
+    "and the result's details say so. On CUDA GPUs it is not faster yet at any length measured: its search costs "
+    "more than the skipped blocks save (README, Sparse attention). Lower recall is faster and strays further from "
+    "the dense result. "
     "**Quantization** stores the transformer's weights (and, if asked, the text encoder's) in 8 bits (int8) or 4 "
     "bits (nf4, CUDA) to fit large models in less memory; only the modes this device can run are offered. **VAE decode in tiles** decodes the frames in "
     "overlapping tiles, so the decoder's memory follows the tile size instead of the frame size: for large frames "

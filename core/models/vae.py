@@ -247,7 +247,8 @@ def iter_decode(
     clip length. `cancel` (has is_set()) is checked before each chunk. Not re-entrant: the cache lives on `vae`.
 
     `tile_size` (pixels, a multiple of 8) decodes in overlapping spatial tiles (core.models.vae_tiling): working
-    memory then follows the tile, not the frame, but the whole clip is decoded before the first chunk is yielded.
+    memory then follows the tile, not the frame, but the whole clip is decoded before the first chunk is yielded,
+    into host memory (on a GPU the clip would be the largest buffer), so tiled chunks are CPU tensors.
     `tile_overlap` (pixels shared by neighbouring tiles) defaults to DEFAULT_TILE_OVERLAP, at most half the tile.
     """
     # Validate here, not in the generator, so bad arguments fail at the call rather than at the first next().
@@ -304,18 +305,19 @@ def decode_latents(
     return clip
 
 
-def _decode_tiled(vae, latents, chunk_frames: int, cancel, tile_size: int, tile_overlap: int) -> torch.Tensor:
+def _decode_tiled(vae, latents, chunk_frames: int, cancel, tile_size: int, tile_overlap: int,
+                  out_device=None) -> torch.Tensor:
     from core.models.vae_tiling import decode_tiled
 
     run_offload_hook(vae)
     z = _vae_scale(vae, latents)  # (B, z, T, h, w)
-    return decode_tiled(vae, z, tile_size, tile_overlap, chunk_frames, cancel)  # (B, 3, F, H, W) float32
+    return decode_tiled(vae, z, tile_size, tile_overlap, chunk_frames, cancel, out_device)  # (B, 3, F, H, W) float32
 
 
 def _decode_tiled_chunks(vae, latents, chunk_frames: int, cancel, tile_size: int, tile_overlap: int):
     from core.models.vae_tiling import pixel_frames
 
-    pixels = _decode_tiled(vae, latents, chunk_frames, cancel, tile_size, tile_overlap)  # (B, 3, F, H, W)
+    pixels = _decode_tiled(vae, latents, chunk_frames, cancel, tile_size, tile_overlap, "cpu")  # (B, 3, F, H, W)
     num_latent = latents.shape[2]
     for start in range(0, num_latent, chunk_frames):
         first, last = pixel_frames(start, min(start + chunk_frames, num_latent))

@@ -276,10 +276,14 @@ def _decode_tile(vae, low: torch.Tensor, bounds, cancel):
 
 
 def decode_tiled(
-    vae, z: torch.Tensor, tile_size: int, tile_overlap: int, chunk_frames: int = 1, cancel=None
+    vae, z: torch.Tensor, tile_size: int, tile_overlap: int, chunk_frames: int = 1, cancel=None,
+    out_device: torch.device | str | None = None,
 ) -> torch.Tensor:
     """Pixels (B, 3, F, H, W) in [-1, 1], float32 whatever the VAE's precision, from latents `z` (B, z, T, h, w) in
-    the VAE's own scale (not normalized)."""
+    the VAE's own scale (not normalized).
+
+    `out_device` holds the blended clip (default: z's device). The clip is the one buffer whose size follows the clip
+    rather than the tile: on a GPU, "cpu" keeps it in host memory, so that the GPU holds a tile's work alone."""
     check_tiling(tile_size, tile_overlap)
     batch, _, num_latent, height, width = z.shape
     tile, overlap = tile_size // SPATIAL_FACTOR, tile_overlap // SPATIAL_FACTOR  # latent cells
@@ -293,8 +297,9 @@ def decode_tiled(
         for norm in tiled_norms:
             norm.forward = lambda x, norm=norm: statistics(norm, x)  # an instance attribute, removed below
     num_frames = pixel_frames(0, num_latent)[1]
-    out = torch.zeros(batch, 3, num_frames, height * SPATIAL_FACTOR, width * SPATIAL_FACTOR, device=z.device)
-    total_weight = torch.zeros(height * SPATIAL_FACTOR, width * SPATIAL_FACTOR, device=z.device)
+    out_device = torch.device(out_device) if out_device is not None else z.device
+    out = torch.zeros(batch, 3, num_frames, height * SPATIAL_FACTOR, width * SPATIAL_FACTOR, device=out_device)
+    total_weight = torch.zeros(height * SPATIAL_FACTOR, width * SPATIAL_FACTOR, device=out_device)
     try:
         low = _stream_whole_frames(vae, z, bounds, cancel, record=share)  # (B, C, T, h, w)
         if share:
@@ -304,13 +309,13 @@ def decode_tiled(
             for j, (w0, w1) in enumerate(spans_w):
                 statistics.start_tile((*_own_cells(spans_h, i), *_own_cells(spans_w, j), h1 - h0, w1 - w0))
                 weight = (blend_weights(spans_h, i, SPATIAL_FACTOR)[:, None]
-                          * blend_weights(spans_w, j, SPATIAL_FACTOR)[None]).to(z.device)  # (th*8, tw*8)
+                          * blend_weights(spans_w, j, SPATIAL_FACTOR)[None]).to(out_device)  # (th*8, tw*8)
                 rows = slice(h0 * SPATIAL_FACTOR, h1 * SPATIAL_FACTOR)
                 cols = slice(w0 * SPATIAL_FACTOR, w1 * SPATIAL_FACTOR)
                 total_weight[rows, cols] += weight
                 for start, stop, pixels in _decode_tile(vae, low[..., h0:h1, w0:w1], bounds, cancel):
                     a, b = pixel_frames(start, stop)
-                    out[:, :, a:b, rows, cols] += pixels.float() * weight
+                    out[:, :, a:b, rows, cols] += pixels.to(out_device, torch.float32) * weight
     finally:
         if share:
             for norm in tiled_norms:

@@ -91,3 +91,19 @@ def test_upsampled_stages_never_see_a_whole_frame():
             hook.remove()
     scale = vae.config.scale_factor_spatial // vae.config.patch_size  # decoder pixels per latent cell at the top
     assert widths and max(widths) <= 20 * scale  # a whole frame would be 40 * scale wide
+
+
+@pytest.mark.gpu
+def test_tiled_streaming_on_cuda_keeps_the_clip_in_host_memory():
+    """On a GPU the engine's tiled decode blends the clip in host memory: the GPU's peak follows the tile, far under
+    the clip's size, and the chunks equal decode_latents' tiled clip."""
+    vae, z = tiny_vae("group", residual=True).cuda(), latents(9, 40, 40).cuda()  # 33 frames of 320 x 320
+    reference = decode_latents(vae, z, tile_size=160, tile_overlap=80).cpu()
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    before = torch.cuda.memory_allocated()
+    chunks = list(iter_decode(vae, z, tile_size=160, tile_overlap=80))
+    peak = torch.cuda.max_memory_allocated() - before
+    assert all(chunk.device.type == "cpu" for chunk in chunks)
+    torch.testing.assert_close(torch.cat(chunks, dim=2), reference, atol=1e-4, rtol=0)
+    assert peak < reference.numel() * 4 / 2  # the float32 clip alone would be twice this
