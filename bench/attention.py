@@ -37,6 +37,7 @@ GRID = 32  # video tokens per row and column of a frame
 SPARSITY = 0.85
 RECALL = 0.95
 CUDA_SPARSITY_SWEEP = (0.5, 0.75, 0.9, 0.95)
+END_TO_END_PROMPT = "a red circle moving right on a blue background"
 
 
 def parse_args() -> argparse.Namespace:
@@ -195,8 +196,7 @@ def end_to_end(args, device) -> dict:
         from bench.recorded_text import RecordedTextEncoder
 
         engine.use_text_encoder(RecordedTextEncoder(args.text_embeddings, device))
-    base = GenerationRequest(prompt="a red circle moving right on a blue background", model=model, seed=0,
-                             steps=args.steps)
+    base = GenerationRequest(prompt=END_TO_END_PROMPT, model=model, seed=0, steps=args.steps)
     cases = {
         # The model's own size is far below the default 4096-token threshold: search from the first token.
         f"default size {defaults.width}x{defaults.height}x{defaults.num_frames}, min_tokens=0, block 16":
@@ -251,22 +251,10 @@ def end_to_end_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def allow_flex_recompiles(limit: int = 64) -> None:
-    """Compiled FlexAttention specialises on sequence length and head dim; the benchmark's grid of sizes would pass
-    dynamo's default recompile limit (8), after which flex_attention runs eagerly (the full score matrix)."""
-    import torch._dynamo
-
-    for name in ("recompile_limit", "cache_size_limit"):  # the name in newer and in older PyTorch
-        if hasattr(torch._dynamo.config, name):
-            setattr(torch._dynamo.config, name, max(limit, getattr(torch._dynamo.config, name)))
-
-
 def main() -> None:
     args = parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
-    if device.type == "cuda":
-        allow_flex_recompiles()
     results = {**machine_info(device, "bench.attention"), "block_size": args.block_size, "heads": args.heads,
                "inputs": "synthetic video-shaped q/k (3D-local random Fourier features), random v"}
     out = Path(args.out or f"bench/results/attention-{device.type}.json")

@@ -17,14 +17,17 @@ import json
 import statistics
 import tempfile
 import time
+import traceback
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from bench.machine import machine_info, sync
+from bench.memory import GOALS, benchmark_model, psnr_uint8
 from bench.memory_sizes import build_on_meta, materialize
-from core.model_loader import DEFAULT_MODEL, load_model, resolve_model
+from core.model_loader import load_model, resolve_model
 from core.quant.apply import weight_bytes
 from core.quant.modes import available_modes, backend_for
 from core.quant.rules import TRANSFORMER_PROJECTIONS
@@ -32,8 +35,6 @@ from core.quant.rules import TRANSFORMER_PROJECTIONS
 SECTIONS = ("weights", "fidelity", "vae", "generations")
 GB, MB = 1e9, 1e6
 PROMPT = "a red fox trotting through fresh snow at dawn, cinematic"
-GOALS = {"int8_vs_bf16": 1.9, "nf4_vs_bf16": 3.5, "wan14b_nf4_gb": 8.5, "int8_psnr_db": 35.0, "nf4_psnr_db": 28.0,
-         "vae_psnr_db": 40.0, "vae_peak_ratio": 3.0, "generations_growth_pct": 2.0}
 # Wan shapes are called on a 480x832 clip of 21 frames as Wan's VAE codes it: 6 latent frames of 60x104, 2x2 patches
 # (9,360 video tokens), with 77 text tokens of Wan's 4096-wide T5 embeddings.
 WAN_CALL = dict(latent=(1, 16, 6, 60, 104), text=(1, 77, 4096))
@@ -184,28 +185,15 @@ def _engine(device, args, dtype=None, vae_dtype=None):
     return engine
 
 
-def _benchmark_model() -> str:
-    try:
-        resolve_model(DEFAULT_MODEL)
-        return DEFAULT_MODEL
-    except ValueError:
-        return "random:small"
-
-
 def _frames(engine, request) -> tuple[np.ndarray, dict]:
     sampled = engine.sample(request)
     return np.concatenate(list(engine.iter_frames(sampled))), sampled.timings
 
 
-def psnr_uint8(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
-
-
 def fidelity_section(args, device) -> dict:
     from core.request import GenerationRequest
 
-    model = _benchmark_model()
+    model = benchmark_model()
     request = GenerationRequest(prompt=PROMPT, model=model, seed=0)
     reference, _ = _frames(_engine(device, args, dtype=torch.float32), request)
     rows = {}
@@ -215,8 +203,6 @@ def fidelity_section(args, device) -> dict:
              ("float32, seed 1 (scale: another video)", dict(dtype=torch.float32), dict(seed=1))]
     for label, engine_kwargs, overrides in cases:
         print(f"  {label} ...", flush=True)
-        from dataclasses import replace
-
         try:
             frames, timings = _frames(_engine(device, args, **engine_kwargs), replace(request, **overrides))
         except Exception as error:  # one mode that fails must not cost the other rows
@@ -246,7 +232,7 @@ def vae_section(args, device) -> dict:
     from core.memory import vae_dtype_for
     from core.models.vae import decode_latents, iter_decode, latent_shape
 
-    model = _benchmark_model()
+    model = benchmark_model()
     vae = load_model(resolve_model(model), device, torch.bfloat16, vae_dtype=vae_dtype_for(device)).vae
     results = {"model": model, "vae_dtype": str(vae.dtype), "clips": {}}
     for width, height, num_frames, tile in VAE_CLIPS:
@@ -308,7 +294,7 @@ def generations_section(args, device) -> dict:
     from core.memory import release_memory
     from core.request import GenerationRequest
 
-    model, count = _benchmark_model(), GENERATIONS
+    model, count = benchmark_model(), GENERATIONS
     results = {"model": model, "count": count}
     for mode in GENERATION_MODES:
         print(f"  {mode} ...", flush=True)
@@ -364,8 +350,6 @@ def main(argv=None) -> None:
         except Exception as error:  # one broken section must not cost the others on a lent GPU
             results[section] = {"error": f"{type(error).__name__}: {error}"}
             print(f"section {section} failed: {results[section]['error']}", flush=True)
-            import traceback
-
             traceback.print_exc()
         else:
             print(table(results[section]), flush=True)

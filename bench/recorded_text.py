@@ -17,17 +17,15 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import save_file
 
+from bench.attention import END_TO_END_PROMPT
+from bench.memory_cuda import PROMPT as MEMORY_PROMPT
 from core.text.encoder import MiniLMTextEncoder, TextEmbeddings
 
 # What the GPU benchmarks encode: their prompts and the empty negative prompt of guidance.
-BENCH_PROMPTS = (
-    "",
-    "a red circle moving right on a blue background",  # bench.attention end to end
-    "a red fox trotting through fresh snow at dawn, cinematic",  # bench.memory fidelity and generations
-    "a red circle moving right",  # the CUDA engine test's prompt
-)
+BENCH_PROMPTS = ("", END_TO_END_PROMPT, MEMORY_PROMPT)
 
 
 def record(prompts: tuple[str, ...] | list[str], out: str | Path) -> Path:
@@ -50,11 +48,9 @@ class RecordedTextEncoder:
     quantization = None
 
     def __init__(self, path: str | Path, device: str | torch.device = "cpu"):
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as handle:
+        with safe_open(str(path), framework="pt", device=str(device)) as handle:
             metadata = handle.metadata()
-        tensors = load_file(str(path), device=str(device))
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
         self.name = metadata["encoder"]
         self.max_length = int(metadata["max_length"])
         self.dim = MiniLMTextEncoder.dim

@@ -120,3 +120,19 @@ def test_compiled_flex_matches_gather_on_cuda(block):
     pattern, mask = pattern.cuda(), torch.arange(1000, device="cuda")[None, None, None, :] < 990
     flex = flex_block_attention(q, k, v, pattern, block, mask)
     torch.testing.assert_close(flex, gather_block_attention(q, k, v, pattern, block, mask), atol=2e-4, rtol=0)
+
+
+def test_compiled_flex_allows_many_clip_sizes(monkeypatch):
+    """Each sequence length compiles FlexAttention anew; past dynamo's limit it would run eagerly (L x L scores)."""
+    import torch._dynamo
+
+    from core.attention import block_sparse
+
+    name = "recompile_limit" if hasattr(torch._dynamo.config, "recompile_limit") else "cache_size_limit"
+    monkeypatch.setattr(torch._dynamo.config, name, 8)
+    block_sparse._compiled_flex_attention.cache_clear()
+    try:
+        block_sparse._compiled_flex_attention()
+        assert getattr(torch._dynamo.config, name) >= block_sparse.FLEX_RECOMPILE_LIMIT
+    finally:
+        block_sparse._compiled_flex_attention.cache_clear()
