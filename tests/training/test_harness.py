@@ -18,7 +18,9 @@ from training.data.toy_world import HELD_OUT_TRIPLES, render_clip, sample_truth,
 from training.data.toy_world.sampling import photo_truth
 from training.eval.harness import HarnessSettings, main, run_harness
 from training.eval.harness_run import HarnessRun
-from training.eval.harness_sections import SECTIONS, run_adherence, run_i2v, run_multishot, run_subject
+from training.eval.harness_sections import (
+    SECTIONS, run_adherence, run_adherence_seen, run_adherence_vae, run_i2v, run_multishot, run_subject,
+)
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +114,8 @@ class OracleRun(HarnessRun):
             truth = photo_truth(np.random.default_rng(seed), "cat", "pan right", num_frames=d.num_frames, **size)
             return render_clip(truth) if loras else render_clip(sample_truth(seed, kind="shape", **size))
         truth = sample_truth(seed, num_frames=d.num_frames, kind="shape", held_out=True, camera=False, **size)
+        if prompt != truth.caption:  # not a held-out triple: adherence_seen's clip of a triple training shows
+            truth = sample_truth(seed, num_frames=d.num_frames, kind="shape", held_out=False, camera=False, **size)
         assert prompt == truth.caption
         return render_clip(truth)
 
@@ -127,6 +131,24 @@ def test_a_perfect_model_meets_the_adherence_target(oracle):
     assert result["scores"]["colour+shape+motion"] == 1.0 and not result["skipped"]
     colours = {clip["triple"][0] for clip in result["clips"]}
     assert len(result["clips"]) == 6 and len(colours) == 6  # spread over the triples, not the first six
+
+
+def test_seen_triples_are_ones_training_shows_and_a_perfect_model_gets_them(oracle):
+    result = run_adherence_seen(oracle, 5)
+    assert result["scores"]["colour+shape+motion"] == 1.0 and len(result["clips"]) == 5
+    assert not any(tuple(clip["triple"]) in HELD_OUT_TRIPLES for clip in result["clips"])
+    held_out_seeds = {clip["seed"] for clip in run_adherence(oracle, 5)["clips"]}
+    assert held_out_seeds.isdisjoint(clip["seed"] for clip in result["clips"])
+
+
+def test_adherence_through_the_vae_is_the_ceiling_a_transformer_can_reach():
+    """The held-out clips through a VAE: the bundled one keeps what the detectors need, a random one does not."""
+    engine = Engine(device="cpu")
+    bundled = run_adherence_vae(HarnessRun(engine, resolve_model("kelp-small"), seed=0), 4)
+    assert [tuple(clip["triple"]) for clip in bundled["clips"]] == [HELD_OUT_TRIPLES[i] for i in (0, 12, 25, 37)]
+    assert bundled["scores"]["colour"] == 1.0 and bundled["scores"]["colour+shape+motion"] >= 0.75
+    untrained = run_adherence_vae(HarnessRun(engine, resolve_model("random:small"), seed=0), 4)
+    assert untrained["scores"]["colour+shape+motion"] == 0.0
 
 
 def test_a_perfect_model_gives_back_the_i2v_condition_image(oracle):

@@ -6,9 +6,9 @@ Run from the repo root: `python -m training.eval.harness --model MODEL [--sectio
 its weights hash, the settings, per-section scores and per-clip details, timestamps and wall time.
 Exit status 2 for bad arguments (checked before any weights load), else 0.
 
-Sections (see harness_sections): adherence to held-out prompts, image-to-video fidelity of frame 0,
-multi-shot subject consistency, VAE reconstruction, and whether a photo subject appears with and
-without a LoRA. One Engine serves every generation, and every clip has a fixed seed.
+Sections (see harness_sections): adherence to held-out prompts (and, to tell why it falls short, to prompts
+training shows and of the held-out clips through the VAE alone), image-to-video fidelity of frame 0, multi-shot
+subject consistency, VAE reconstruction, and whether a photo subject appears with and without a LoRA. One Engine serves every generation, and every clip has a fixed seed.
 """
 
 from __future__ import annotations
