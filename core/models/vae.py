@@ -306,22 +306,24 @@ def decode_latents(
 
 
 def _decode_tiled(vae, latents, chunk_frames: int, cancel, tile_size: int, tile_overlap: int,
-                  out_device=None) -> torch.Tensor:
+                  out_device=None, out_dtype=torch.float32) -> torch.Tensor:
     from core.models.vae_tiling import decode_tiled
 
     run_offload_hook(vae)
     z = _vae_scale(vae, latents)  # (B, z, T, h, w)
-    return decode_tiled(vae, z, tile_size, tile_overlap, chunk_frames, cancel, out_device)  # (B, 3, F, H, W) float32
+    return decode_tiled(vae, z, tile_size, tile_overlap, chunk_frames, cancel, out_device, out_dtype)  # (B, 3, F, H, W)
 
 
 def _decode_tiled_chunks(vae, latents, chunk_frames: int, cancel, tile_size: int, tile_overlap: int):
+    """The clip waits in host memory as float16 (half of float32; still finer than 8-bit frames); chunks are
+    float32 copies."""
     from core.models.vae_tiling import pixel_frames
 
-    pixels = _decode_tiled(vae, latents, chunk_frames, cancel, tile_size, tile_overlap, "cpu")  # (B, 3, F, H, W)
+    pixels = _decode_tiled(vae, latents, chunk_frames, cancel, tile_size, tile_overlap, "cpu", torch.float16)
     num_latent = latents.shape[2]
     for start in range(0, num_latent, chunk_frames):
         first, last = pixel_frames(start, min(start + chunk_frames, num_latent))
-        yield pixels[:, :, first:last]
+        yield pixels[:, :, first:last].float()
 
 
 def _decode_chunks(vae: AutoencoderKLWan, latents: torch.Tensor, chunk_frames: int, cancel) -> Iterator[torch.Tensor]:

@@ -277,14 +277,18 @@ def _decode_tile(vae, low: torch.Tensor, bounds, cancel):
 
 def decode_tiled(
     vae, z: torch.Tensor, tile_size: int, tile_overlap: int, chunk_frames: int = 1, cancel=None,
-    out_device: torch.device | str | None = None,
+    out_device: torch.device | str | None = None, out_dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
-    """Pixels (B, 3, F, H, W) in [-1, 1], float32 whatever the VAE's precision, from latents `z` (B, z, T, h, w) in
-    the VAE's own scale (not normalized).
+    """Pixels (B, 3, F, H, W) in [-1, 1] from latents `z` (B, z, T, h, w) in the VAE's own scale (not normalized),
+    in `out_dtype` whatever the VAE's precision.
 
-    `out_device` holds the blended clip (default: z's device). The clip is the one buffer whose size follows the clip
-    rather than the tile: on a GPU, "cpu" keeps it in host memory, so that the GPU holds a tile's work alone."""
+    The blended clip is the one buffer whose size follows the clip rather than the tile. `out_device` holds it
+    (default: z's device): on a GPU, "cpu" keeps it in host memory, so that the GPU holds a tile's work alone.
+    `out_dtype` float16 halves it: each pixel is the sum of at most a few weighted tile values, and float16's 11 bits
+    are finer than the 8 bits a video frame keeps (see test_vae_tiling)."""
     check_tiling(tile_size, tile_overlap)
+    if out_dtype not in (torch.float32, torch.float16):
+        raise ValueError(f"`out_dtype` must be torch.float32 or torch.float16, got {out_dtype!r}")
     batch, _, num_latent, height, width = z.shape
     tile, overlap = tile_size // SPATIAL_FACTOR, tile_overlap // SPATIAL_FACTOR  # latent cells
     spans_h, spans_w = tile_spans(height, tile, overlap), tile_spans(width, tile, overlap)
@@ -298,26 +302,31 @@ def decode_tiled(
             norm.forward = lambda x, norm=norm: statistics(norm, x)  # an instance attribute, removed below
     num_frames = pixel_frames(0, num_latent)[1]
     out_device = torch.device(out_device) if out_device is not None else z.device
-    out = torch.zeros(batch, 3, num_frames, height * SPATIAL_FACTOR, width * SPATIAL_FACTOR, device=out_device)
-    total_weight = torch.zeros(height * SPATIAL_FACTOR, width * SPATIAL_FACTOR, device=out_device)
+    out = torch.zeros(batch, 3, num_frames, height * SPATIAL_FACTOR, width * SPATIAL_FACTOR, device=out_device,
+                      dtype=out_dtype)
+    tiles = [(i, j) for i in range(len(spans_h)) for j in range(len(spans_w))]
+    pixel_rows = [slice(h0 * SPATIAL_FACTOR, h1 * SPATIAL_FACTOR) for h0, h1 in spans_h]
+    pixel_cols = [slice(w0 * SPATIAL_FACTOR, w1 * SPATIAL_FACTOR) for w0, w1 in spans_w]
+    ramps = {(i, j): blend_weights(spans_h, i, SPATIAL_FACTOR)[:, None] * blend_weights(spans_w, j, SPATIAL_FACTOR)
+             for i, j in tiles}  # (th*8, tw*8)
+    total_weight = torch.zeros(height * SPATIAL_FACTOR, width * SPATIAL_FACTOR)
+    for i, j in tiles:
+        total_weight[pixel_rows[i], pixel_cols[j]] += ramps[i, j]
     try:
         low = _stream_whole_frames(vae, z, bounds, cancel, record=share)  # (B, C, T, h, w)
         if share:
             _gather_tile_statistics(vae, low, bounds, spans_h, spans_w, statistics, cancel)
             statistics.start_pass(whole=False)
-        for i, (h0, h1) in enumerate(spans_h):
-            for j, (w0, w1) in enumerate(spans_w):
-                statistics.start_tile((*_own_cells(spans_h, i), *_own_cells(spans_w, j), h1 - h0, w1 - w0))
-                weight = (blend_weights(spans_h, i, SPATIAL_FACTOR)[:, None]
-                          * blend_weights(spans_w, j, SPATIAL_FACTOR)[None]).to(out_device)  # (th*8, tw*8)
-                rows = slice(h0 * SPATIAL_FACTOR, h1 * SPATIAL_FACTOR)
-                cols = slice(w0 * SPATIAL_FACTOR, w1 * SPATIAL_FACTOR)
-                total_weight[rows, cols] += weight
-                for start, stop, pixels in _decode_tile(vae, low[..., h0:h1, w0:w1], bounds, cancel):
-                    a, b = pixel_frames(start, stop)
-                    out[:, :, a:b, rows, cols] += pixels.to(out_device, torch.float32) * weight
+        for i, j in tiles:
+            (h0, h1), (w0, w1), rows, cols = spans_h[i], spans_w[j], pixel_rows[i], pixel_cols[j]
+            statistics.start_tile((*_own_cells(spans_h, i), *_own_cells(spans_w, j), h1 - h0, w1 - w0))
+            # Each tile's share of its pixels, normalised up front: the buffer only ever adds finished values.
+            weight = (ramps[i, j] / total_weight[rows, cols]).to(out_device)
+            for start, stop, pixels in _decode_tile(vae, low[..., h0:h1, w0:w1], bounds, cancel):
+                a, b = pixel_frames(start, stop)
+                out[:, :, a:b, rows, cols] += (pixels.to(out_device, torch.float32) * weight).to(out_dtype)
     finally:
         if share:
             for norm in tiled_norms:
                 del norm.forward
-    return out.div_(total_weight).clamp_(-1.0, 1.0)  # in place: a long clip's buffer is large
+    return out.clamp_(-1.0, 1.0)  # in place: a long clip's buffer is large
