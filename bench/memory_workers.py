@@ -131,8 +131,8 @@ def vae_decode(preset: str, width: int, height: int, num_frames: int, tile_size:
     gc.collect()
     before = rss()
     started = time.perf_counter()
-    if stream:  # untiled, each chunk dropped as it comes: the pipeline's own way
-        for chunk in iter_decode(vae, latents):
+    if stream:  # each chunk dropped as it comes: the pipeline's own way (it turns each into 8-bit frames)
+        for chunk in iter_decode(vae, latents, tile_size=tile_size, tile_overlap=tile_overlap if tile_size else None):
             del chunk
         video = None
     else:
