@@ -189,7 +189,7 @@ SECTIONS: dict[str, Callable[..., dict]] = {
     "vae": run_vae,
     "subject": run_subject,
 }
-# About 10 minutes for all of them with the bundled 128x128x17 model at 20 steps on a 2-core CPU.
+# About 12 minutes for all of them with the bundled 128x128x17 model at 20 steps on a 2-core CPU.
 DEFAULT_COUNTS = {"adherence": len(HELD_OUT_TRIPLES), "adherence_seen": 20, "adherence_vae": len(HELD_OUT_TRIPLES),
                   "i2v": 10, "multishot": 6, "vae": 20, "subject": 6}
 MAX_COUNTS = {"adherence": len(HELD_OUT_TRIPLES), "adherence_vae": len(HELD_OUT_TRIPLES)}  # one clip per held-out triple
