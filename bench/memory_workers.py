@@ -131,8 +131,11 @@ def vae_decode(preset: str, width: int, height: int, num_frames: int, tile_size:
     gc.collect()
     before = rss()
     started = time.perf_counter()
-    if stream:  # each chunk dropped as it comes: the pipeline's own way (it turns each into 8-bit frames)
-        for chunk in iter_decode(vae, latents, tile_size=tile_size, tile_overlap=tile_overlap if tile_size else None):
+    if stream:  # each chunk handed on as it comes, the pipeline's own way: dropped, or (`out`) written to a file
+        chunks = iter_decode(vae, latents, tile_size=tile_size, tile_overlap=tile_overlap if tile_size else None)
+        for index, chunk in enumerate(chunks):
+            if out is not None:
+                save_file({"video": chunk.contiguous()}, f"{out}.{index:04d}.safetensors")
             del chunk
         video = None
     else:
