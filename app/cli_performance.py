@@ -29,8 +29,9 @@ def add_performance_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--offload", action="store_true",
                        help="CUDA: keep the models in CPU memory, each on the GPU only while it runs")
     group.add_argument("--vae-tile-size", type=int, metavar="PX",
-                       help="decode in overlapping tiles of PX pixels (a multiple of 16): the VAE's memory then "
-                            "follows the tile, not the frame (default: whole frames)")
+                       help="decode in overlapping tiles of PX pixels (a multiple of 16, at least 128): the VAE's memory "
+                            "then follows the tile, not the frame; smaller tiles hold less and take longer (default: "
+                            "whole frames)")
 
 
 SPARSE_OPTIONS = {  # argparse dest -> SparsitySettings field

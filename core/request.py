@@ -30,7 +30,7 @@ from core.sampling import SAMPLERS, model_calls
 MAX_IMAGE_SIDE = 8192  # pixels; a larger image is refused before it is decoded
 MAX_PROMPT_CHARS = 2000
 MAX_SEED = 2**63 - 1
-MIN_VAE_TILE = 2 * DEFAULT_TILE_OVERLAP  # pixels: a smaller tile would be mostly overlap
+MIN_VAE_TILE = DEFAULT_TILE_OVERLAP  # pixels; tiles under 2 * DEFAULT_TILE_OVERLAP overlap by half their size
 ATTENTION_MODES = ("dense", "sparse")  # sparse: adaptive block-sparse (core.attention.adaptive_sparsity)
 
 

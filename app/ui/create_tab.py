@@ -31,7 +31,10 @@ PERFORMANCE_NOTE = (
     "overlapping tiles, so the decoder's memory follows the tile size instead of the frame size: for large frames "
     "on a small GPU. It is slower, and matches whole-frame decoding to within what the eye can see.")
 
-VAE_TILE_CHOICES = [("whole frames", 0), ("512 px tiles", 512), ("384 px tiles", 384), ("256 px tiles", 256)]
+VAE_TILE_CHOICES = [
+    ("whole frames", 0), ("512 px tiles", 512), ("384 px tiles", 384), ("256 px tiles", 256),
+    ("128 px tiles (least memory, slowest)", 128),
+]
 
 
 @dataclass
