@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from collections.abc import Sequence
 from typing import Any, Callable
 
 import numpy as np
@@ -66,6 +67,26 @@ def item_video(item: dict, where: str, frames: int, height: int, width: int) -> 
         shape = tuple(getattr(video, "shape", ())) or type(video).__name__
         raise ValueError(f"{where}: `video` must be (3, {frames}, {height}, {width}) for this stage, got {shape}")
     return video.float()
+
+
+class LazyItems(Sequence):
+    """dataset[indices[j]] for each j, fetched on first read and kept: the items of one micro-batch.
+
+    The trainer hands these to training.tasks.BatchBuilder, which reads an item only when its cache lacks it, so a
+    batch of cached clips renders nothing.
+    """
+
+    def __init__(self, dataset, indices: list[int]):
+        self.dataset, self.indices = dataset, list(indices)
+        self._fetched: dict[int, Any] = {}
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, position: int) -> Any:
+        if position not in self._fetched:
+            self._fetched[position] = self.dataset[self.indices[position]]
+        return self._fetched[position]
 
 
 class ShardedStream:

@@ -22,7 +22,7 @@ from core.models.presets import MODEL_PRESETS
 from core.models.vae import build_vae
 from core.text.encoder import build_text_encoder
 from training.config import Recipe, Stage
-from training.datasets import ShardedStream, build_dataset
+from training.datasets import LazyItems, ShardedStream, build_dataset
 from training.export import export_model, load_vae, render_validation_clips, shipped_weights
 from training.flow_matching import masked_mse, noisy_latents, sample_sigmas, training_shift, velocity_target
 from training.lora import add_lora, save_lora
@@ -138,12 +138,12 @@ class DiTTrainer:
         size, count = (stage.frames, stage.height, stage.width), self.recipe.batch_size(stage)
         if draw_task(self.ratios, self.generator) == "multishot":
             indices = self.streams["multi"].take(count)
-            items = [self.datasets["multi"][i] for i in indices]
+            items = LazyItems(self.datasets["multi"], indices)
             return self.builder.multishot(items, [("multi", i) for i in indices], size, self.generator)
         single = {task: self.ratios[task] for task in SINGLE_SHOT_TASKS}
         tasks = [draw_task(single, self.generator) for _ in range(count)]
         indices = self.streams["single"].take(count)
-        items = [self.datasets["single"][i] for i in indices]
+        items = LazyItems(self.datasets["single"], indices)
         return self.builder.single(items, [("single", i) for i in indices], tasks, size, self.generator)
 
     def loss(self, batch: DiTBatch) -> torch.Tensor:

@@ -8,6 +8,7 @@ several shots (each its own clip for the VAE) concatenated in time with a captio
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -92,7 +93,12 @@ class CaptionEmbeddings:
 
 
 class BatchBuilder:
-    """Encodes items with the frozen VAE and text encoder and applies each sample's task."""
+    """Encodes items with the frozen VAE and text encoder and applies each sample's task.
+
+    `items` may be any sequence, e.g. training.datasets.LazyItems, which renders an item only when it is read: with
+    `cache_latents`, an item whose latents and outline (captions, shot lengths) are cached is never read again, so
+    epochs after the first over a finite dataset cost no rendering.
+    """
 
     def __init__(self, *, vae, text_encoder, caption_dropout: float, cache_latents: bool):
         self.vae = vae
@@ -100,48 +106,54 @@ class BatchBuilder:
         self.caption_dropout = caption_dropout
         self.cache_latents = cache_latents
         self._latents: dict[tuple, torch.Tensor] = {}
+        self._outlines: dict[tuple, dict] = {}
 
     def clear_cache(self) -> None:
-        """Forget cached latents (call when the data changes, e.g. at a new stage)."""
+        """Forget cached latents and outlines (call when the data changes, e.g. at a new stage)."""
         self._latents.clear()
+        self._outlines.clear()
 
-    def single(self, items: list[dict], keys: list, tasks: list[str], size: tuple[int, int, int],
+    def single(self, items: Sequence[dict], keys: list, tasks: list[str], size: tuple[int, int, int],
                generator: torch.Generator) -> DiTBatch:
         """A batch of one-shot samples; `keys` identify items for the latent cache, size is (frames, h, w)."""
-        latents = torch.stack(self._encode(items, keys, size))  # (B, C, T, h, w)
+        outlines = [self._outline(items, keys, i) for i in range(len(keys))]
+        latents = torch.stack(self._encode(items.__getitem__, keys, size))  # (B, C, T, h, w)
         masks = torch.zeros_like(latents[:, :1])  # (B, 1, T, h, w)
         for sample, task in enumerate(tasks):
             masks[sample, :, given_latent_frames(task, latents.shape[2], generator)] = 1
         condition = latents.clone()
         # First+last: the engine encodes [first, mid-grey..., last], so the last latent frame is not the clip's.
-        windowed = [i for i, task in enumerate(tasks) if task == "first_last" and "video" in items[i]]
+        windowed = [i for i, task in enumerate(tasks) if task == "first_last" and outlines[i]["has_video"]]
         if windowed:
-            windows = [{"video": first_last_window(item_video(items[i], f"dataset item {keys[i]}", *size))}
-                       for i in windowed]
-            condition[windowed] = torch.stack(self._encode(windows, [(*keys[i], "first_last") for i in windowed], size))
-        text, text_mask = self.captions.stack([self._dropped(item["caption"], generator) for item in items])
+            def window(j: int) -> dict:
+                i = windowed[j]
+                return {"video": first_last_window(item_video(items[i], f"dataset item {keys[i]}", *size))}
+
+            condition[windowed] = torch.stack(self._encode(window, [(*keys[i], "first_last") for i in windowed], size))
+        text, text_mask = self.captions.stack([self._dropped(outline["caption"], generator) for outline in outlines])
         return DiTBatch(latents, condition * masks, masks, text, text_mask, tasks)
 
-    def multishot(self, items: list[dict], keys: list, size: tuple[int, int, int],
+    def multishot(self, items: Sequence[dict], keys: list, size: tuple[int, int, int],
                   generator: torch.Generator) -> DiTBatch:
         """A batch of multi-shot samples, T2V: each shot encoded as its own clip, latents joined in time.
 
         The model takes one shot layout per call, so items whose shot lengths differ from the first are left out.
         """
         _, height, width = size
-        layout = _shot_frames(items[0])
-        kept = [(item, key) for item, key in zip(items, keys) if _shot_frames(item) == layout]
-        if len(kept) < len(items):
-            logger.warning("left out %d multi-shot items whose shot lengths differ from %s", len(items) - len(kept),
+        outlines = [self._outline(items, keys, i) for i in range(len(keys))]
+        layout = outlines[0]["shot_frames"]
+        kept = [i for i, outline in enumerate(outlines) if outline["shot_frames"] == layout]
+        if len(kept) < len(keys):
+            logger.warning("left out %d multi-shot items whose shot lengths differ from %s", len(keys) - len(kept),
                            layout)
-        shots = [torch.stack(self._encode([item["shots"][i] for item, _ in kept], [(*key, i) for _, key in kept],
-                                          (frames, height, width)))
-                 for i, frames in enumerate(layout)]  # per shot (B, C, T_i, h, w)
+        shots = [torch.stack(self._encode(lambda j, shot=shot: items[kept[j]]["shots"][shot],
+                                          [(*keys[i], shot) for i in kept], (frames, height, width)))
+                 for shot, frames in enumerate(layout)]  # per shot (B, C, T_i, h, w)
         latents = torch.cat(shots, dim=2)  # (B, C, sum T_i, h, w)
         captions = []
-        for item, _ in kept:
+        for i in kept:
             drop = self._drop(generator)  # all shots together, like the engine's per-shot negative prompt
-            captions.append(["" if drop else shot["caption"] for shot in item["shots"]])
+            captions.append(["" if drop else caption for caption in outlines[i]["shot_captions"]])
         # Like the engine: every shot's caption padded to the encoder's max_length, so shots never shift each other.
         length = self.captions.encoder.max_length
         per_shot = [self.captions.stack(list(shot_captions), length) for shot_captions in zip(*captions)]
@@ -151,23 +163,38 @@ class BatchBuilder:
         return DiTBatch(latents, torch.zeros_like(latents), torch.zeros_like(latents[:, :1]), text, text_mask,
                         ["multishot"] * len(kept), shot_latent_frames, [length] * len(layout))
 
-    def _encode(self, items: list[dict], keys: list, size: tuple[int, int, int]) -> list[torch.Tensor]:
-        """Normalized latents (C, T, h, w) per item: given, cached, or encoded now.
+    def _outline(self, items: Sequence[dict], keys: list, i: int) -> dict:
+        """What a batch needs of item i besides its pixels: captions, shot lengths; kept with the latent cache."""
+        if self.cache_latents and keys[i] in self._outlines:
+            return self._outlines[keys[i]]
+        item = items[i]
+        if "shots" in item:
+            outline = {"shot_frames": _shot_frames(item), "shot_captions": [shot["caption"] for shot in item["shots"]]}
+        else:
+            outline = {"caption": item["caption"], "has_video": "video" in item}
+        if self.cache_latents:
+            self._outlines[keys[i]] = outline
+        return outline
 
-        Uncached clips are encoded in one batch. Cached clips are encoded one per call, so a cached value does not
-        depend on which clips shared its batch (after a resume the cache refills in a different order).
+    def _encode(self, fetch: Callable[[int], dict], keys: list, size: tuple[int, int, int]) -> list[torch.Tensor]:
+        """Normalized latents (C, T, h, w) per key: cached, given by the item `fetch(i)`, or encoded now.
+
+        An item is fetched only when its latents are not cached. Uncached clips are encoded in one batch. Cached
+        clips are encoded one per call, so a cached value does not depend on which clips shared its batch (after a
+        resume the cache refills in a different order).
         """
-        out: list[torch.Tensor | None] = [None] * len(items)
-        todo = []
-        for i, (item, key) in enumerate(zip(items, keys)):
+        out: list[torch.Tensor | None] = [None] * len(keys)
+        videos = {}
+        for i, key in enumerate(keys):
+            if self.cache_latents and key in self._latents:
+                out[i] = self._latents[key]
+                continue
+            item = fetch(i)
             if "latents" in item:
                 out[i] = item["latents"].float()
-            elif self.cache_latents and key in self._latents:
-                out[i] = self._latents[key]
             else:
-                todo.append(i)
-        videos = {i: item_video(items[i], f"dataset item {keys[i]}", *size) for i in todo}
-        groups = [[i] for i in todo] if self.cache_latents else [todo]
+                videos[i] = item_video(item, f"dataset item {key}", *size)
+        groups = [[i] for i in videos] if self.cache_latents else [list(videos)]
         for group in filter(None, groups):
             encoded = encode_video(self.vae, torch.stack([videos[i] for i in group]))  # (b, C, T, h, w)
             for i, latents in zip(group, encoded.cpu()):

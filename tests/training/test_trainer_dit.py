@@ -18,7 +18,8 @@ from core.video_io import read_video_info
 from training.checkpointing import checkpoint_dirs, load_checkpoint
 from training.config import TASKS, ValidationSettings, load_recipe
 from training.dit_trainer import DiTTrainer
-from training.tasks import first_last_window
+from training.datasets import LazyItems
+from training.tasks import BatchBuilder, first_last_window
 
 RECIPE = Path(__file__).resolve().parents[2] / "training" / "recipes" / "tiny-smoke.toml"
 
@@ -127,6 +128,54 @@ def test_each_task_gives_the_model_the_right_frames(run, task):
     assert math.isfinite(loss.item())
     assert all(p.grad is None or torch.isfinite(p.grad).all() for p in trainer.trainable)
     trainer.optimizer.zero_grad(set_to_none=True)
+
+
+class CountingDataset:
+    """A dataset that records which items were read."""
+
+    def __init__(self, dataset, reads: list):
+        self.dataset, self.reads = dataset, reads
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        self.reads.append(index)
+        return self.dataset[index]
+
+
+@pytest.mark.parametrize("task", ["first_last", "multishot"])
+def test_with_cached_latents_later_epochs_read_no_items_and_build_the_same_batches(run, task):
+    trainer, _, _ = run
+    trainer._enter_stage(1)
+    stage = trainer.recipe.stages[1]
+    size = (stage.frames, stage.height, stage.width)
+    name = "multi" if task == "multishot" else "single"
+    reads = []
+    counting = CountingDataset(trainer.datasets[name], reads)
+
+    def new_builder():
+        return BatchBuilder(vae=trainer.vae, text_encoder=trainer.text_encoder, caption_dropout=0.5, cache_latents=True)
+
+    def build(builder, dataset, indices, seed):
+        items, keys = LazyItems(dataset, indices), [(name, i) for i in indices]
+        generator = torch.Generator().manual_seed(seed)
+        if task == "multishot":
+            return builder.multishot(items, keys, size, generator)
+        return builder.single(items, keys, [task] * len(indices), size, generator)
+
+    builder = new_builder()
+    batches = [[i, i + 1] for i in range(0, len(counting), 2)]
+    for seed, indices in enumerate(batches):
+        build(builder, counting, indices, seed)
+    assert sorted(reads) == list(range(len(counting)))  # the first epoch reads each item once
+    reads.clear()
+    for seed, indices in enumerate(reversed(batches)):
+        cached = build(builder, counting, indices, seed)
+        fresh = build(new_builder(), trainer.datasets[name], indices, seed)
+        for field, value in vars(fresh).items():
+            assert torch.equal(getattr(cached, field), value) if torch.is_tensor(value) else getattr(cached, field) == value
+    assert reads == []
 
 
 def test_caption_dropout_gives_empty_captions(run):
