@@ -60,10 +60,15 @@ class ModelSettings:
     # vae: train init_from's decoder alone; its encoder and latent statistics stay as they are, so the latents (and
     # a DiT trained on them) do not change while reconstructions get better.
     decoder_only: bool = False
+    # dit: a folder holding the preset's text encoder (e.g. one packed by training.pack_text_encoder for a machine
+    # without the encoder's package); None: the installed package's copy
+    text_encoder_path: str | None = None
 
     def __post_init__(self):
         _check(self.mixed_precision in MIXED_PRECISION, "mixed_precision", self.mixed_precision,
                f"must be one of {list(MIXED_PRECISION)}")
+        _check(self.text_encoder_path is None or (isinstance(self.text_encoder_path, str) and self.text_encoder_path),
+               "text_encoder_path", self.text_encoder_path, "must be a folder path")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,11 +78,18 @@ class DataSettings:
     batch_size: int = 4  # clips per process per micro-batch (a stage may override it)
     caption_dropout: float = 0.1  # chance a caption is replaced by "", so classifier-free guidance works
     cache_latents: bool = False  # keep each item's VAE latents in memory: only for deterministic datasets
+    # With cache_latents: at each stage's start, read every item in this many worker processes and cache its
+    # latents then (the values its first use would cache), instead of one by one as training first draws them.
+    # 0: as drawn. For a GPU fed by many cores; on a small CPU the encoding, not the reading, is the cost.
+    prefetch_workers: int = 0
 
     def __post_init__(self):
         _check(isinstance(self.source, str) and bool(self.source), "source", self.source, "must be a dataset name")
         _check(_is_int(self.batch_size, 1), "batch_size", self.batch_size, "must be a positive int")
         _check(0 <= self.caption_dropout < 1, "caption_dropout", self.caption_dropout, "must be in [0, 1)")
+        _check(_is_int(self.prefetch_workers), "prefetch_workers", self.prefetch_workers, "must be an int >= 0")
+        _check(not self.prefetch_workers or self.cache_latents, "prefetch_workers", self.prefetch_workers,
+               "needs `data.cache_latents = true` (prefetched latents are kept in that cache)")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 from accelerate.utils import set_seed
+from torch.utils.data import DataLoader
 from diffusers.training_utils import EMAModel
 
 from core.model_loader import load_model, resolve_model
@@ -48,7 +49,8 @@ class DiTTrainer:
         resume_from = checkpoint_to_resume(self.output_dir, resume)
         self.preset = MODEL_PRESETS[recipe.model.preset]
         # Load the text encoder before seeding: building it may draw from the global RNG.
-        self.text_encoder = build_text_encoder(self.preset.text_encoder, device=str(acc.device))
+        encoder_path = {"model_path": recipe.model.text_encoder_path} if recipe.model.text_encoder_path else {}
+        self.text_encoder = build_text_encoder(self.preset.text_encoder, device=str(acc.device), **encoder_path)
         self.text_encoder.encode([""])
         set_seed(recipe.seed)  # the same initial weights in every process
         self.transformer, self.vae, self.base_hash = self._load_models()
@@ -188,10 +190,24 @@ class DiTTrainer:
         tokens = (1 + (stage.frames - 1) // 4) * (stage.height // 8 // patch_h) * (stage.width // 8 // patch_w)
         self.shift = training_shift(recipe.flow.shift, self.preset.defaults, tokens)
         self.builder.clear_cache()
+        if data.prefetch_workers:
+            self._prefetch(stage, data.prefetch_workers)
         self.stage_index = index
         logger.info("process %d: stage %d %r: %dx%d, %d frames, shift %.3f, tasks %s", acc.process_index, index,
                     stage.name, stage.width, stage.height, stage.frames, self.shift,
                     {k: v for k, v in self.ratios.items() if v})
+
+    def _prefetch(self, stage: Stage, workers: int) -> None:
+        """Every item of this stage's datasets read in `workers` processes, its latents cached as it arrives."""
+        started, size = time.perf_counter(), (stage.frames, stage.height, stage.width)
+        for name, dataset in self.datasets.items():
+            # batch_size=None: items one by one, in index order, as the dataset returns them.
+            loader = DataLoader(dataset, batch_size=None, num_workers=workers, prefetch_factor=8)
+            for index, item in enumerate(loader):
+                self.builder.prefill([item], [(name, index)], size, first_last=self.ratios["first_last"] > 0)
+        logger.info("process %d: prefetched %s items in %.0f s with %d workers", self.accelerator.process_index,
+                    {name: len(dataset) for name, dataset in self.datasets.items()}, time.perf_counter() - started,
+                    workers)
 
     def _log(self, stage: Stage, loss: torch.Tensor, lr: float, grad_norm, seconds: float, samples: int) -> None:
         acc = self.accelerator

@@ -163,6 +163,25 @@ class BatchBuilder:
         return DiTBatch(latents, torch.zeros_like(latents), torch.zeros_like(latents[:, :1]), text, text_mask,
                         ["multishot"] * len(kept), shot_latent_frames, [length] * len(layout))
 
+    def prefill(self, items: Sequence[dict], keys: list, size: tuple[int, int, int], first_last: bool) -> None:
+        """Cache items' outlines and latents ahead of use: the values their first use in a batch would cache.
+
+        `first_last`: also the latents of each clip's first+last window, for stages that draw that task.
+        """
+        if not self.cache_latents:
+            raise ValueError("`prefill` needs a BatchBuilder made with cache_latents=True")
+        _, height, width = size
+        for i, key in enumerate(keys):
+            outline = self._outline(items, keys, i)
+            if "shot_frames" in outline:
+                for shot, frames in enumerate(outline["shot_frames"]):
+                    self._encode(lambda _, shot=shot: items[i]["shots"][shot], [(*key, shot)], (frames, height, width))
+                continue
+            self._encode(lambda _: items[i], [key], size)
+            if first_last and outline["has_video"]:
+                window = {"video": first_last_window(item_video(items[i], f"dataset item {key}", *size))}
+                self._encode(lambda _: window, [(*key, "first_last")], size)
+
     def _outline(self, items: Sequence[dict], keys: list, i: int) -> dict:
         """What a batch needs of item i besides its pixels: captions, shot lengths; kept with the latent cache."""
         if self.cache_latents and keys[i] in self._outlines:

@@ -72,6 +72,9 @@ def test_settings_are_frozen_and_keyword_only():
         ({"stages": []}, "stages", "()"),
         ({"data": {"bath_size": 4}}, "data.bath_size", "4"),
         ({"data": {"batch_size": 0}}, "data.batch_size", "0"),
+        ({"data": {"prefetch_workers": -1, "cache_latents": True}}, "data.prefetch_workers", "-1"),
+        ({"data": {"prefetch_workers": 4}}, "data.prefetch_workers", "4"),  # without cache_latents
+        ({"model": {"text_encoder_path": ""}}, "model.text_encoder_path", "''"),
         ({"optim": {"learning_rate": "fast"}}, "optim.learning_rate", "'fast'"),
         ({"optim": {"lr_schedule": "linear"}}, "optim.lr_schedule", "'linear'"),
         ({"optim": {"ema_decay": 1.0}}, "optim.ema_decay", "1.0"),

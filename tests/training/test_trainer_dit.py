@@ -178,6 +178,30 @@ def test_with_cached_latents_later_epochs_read_no_items_and_build_the_same_batch
     assert reads == []
 
 
+def test_prefetch_caches_every_item_as_its_first_use_would_and_training_then_reads_none(tmp_path):
+    recipe = load_recipe(RECIPE, output_dir=str(tmp_path / "run"))
+    recipe = dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, cache_latents=True, prefetch_workers=2))
+    trainer = fresh_trainer(recipe)
+    trainer._enter_stage(1)  # 9 frames, every task: clips, first+last windows and two-shot items
+    stage = recipe.stages[1]
+    size = (stage.frames, stage.height, stage.width)
+    lazily = BatchBuilder(vae=trainer.vae, text_encoder=trainer.text_encoder, caption_dropout=0.0, cache_latents=True)
+    single, multi = trainer.datasets["single"], trainer.datasets["multi"]
+    for i in range(len(single)):
+        lazily.single([single[i]], [("single", i)], ["first_last"], size, torch.Generator())
+    for i in range(len(multi)):
+        lazily.multishot([multi[i]], [("multi", i)], size, torch.Generator())
+    prefetched = trainer.builder._latents
+    assert len(prefetched) == 2 * len(single) + 2 * len(multi) and prefetched.keys() == lazily._latents.keys()
+    assert all(torch.equal(prefetched[key], lazily._latents[key]) for key in prefetched)
+    reads = []
+    trainer.datasets = {name: CountingDataset(dataset, reads) for name, dataset in trainer.datasets.items()}
+    for task in TASKS:
+        trainer.ratios = {name: float(name == task) for name in TASKS}
+        trainer.next_batch(stage)
+    assert reads == []
+
+
 def test_caption_dropout_gives_empty_captions(run):
     trainer, _, _ = run
     trainer.builder.caption_dropout = 0.999
