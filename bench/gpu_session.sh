@@ -4,6 +4,7 @@
 #
 #   KELP_BENCH_COMMIT=<this commit> bash bench/gpu_session.sh tests attention-kernels      # then
 #   KELP_BENCH_COMMIT=<this commit> bash bench/gpu_session.sh memory attention-e2e memory-generations
+#   bash bench/gpu_session.sh train       # alone in its call, carrying .device/site.tar.gz and .device/minilm.tar.xz
 #
 # The lent machines have PyTorch but not every Kelp dependency, and cannot download: prepare them here first with
 # `bash bench/gpu_session.sh prepare` (diffusers, bitsandbytes' CUDA 13 library and imageio-ffmpeg's Python code
@@ -30,6 +31,7 @@ prepare() {
   tar czf .device/site.tar.gz -C "$staging" site
   rm -rf "$staging"
   .venv/bin/python -m bench.recorded_text --out "$embeddings"
+  .venv/bin/python -m training.pack_text_encoder --out .device/minilm.tar.xz  # for `train`: toy-world words only
   du -sh .device
 }
 
@@ -75,6 +77,16 @@ for what in "$@"; do
     attention-e2e)
       part attention-e2e 120 $python -m bench.attention --device cuda --skip-kernels --text-embeddings "$embeddings" \
         --out "$out/attention-cuda-e2e.json" ;;
+    train)  # kelp-small continued for KELP_TRAIN_SECONDS (default 420), shipped as float16, back in 15 MB parts
+      run=runs/small-gpu-continue recipe=training/recipes/small-gpu-continue.toml
+      rm -rf "$run" runs/minilm runs/minilm-toy-world runs/shipped && mkdir -p runs
+      tar xJf .device/minilm.tar.xz -C runs && mv runs/minilm runs/minilm-toy-world
+      part train "${KELP_TRAIN_SECONDS:-420}" $python -m training.train --recipe "$recipe"
+      part export 90 $python -m training.train --recipe "$recipe" --export-only --export-to "$run/export"
+      part ship 60 $python -m training.ship --model "$run/export" --assets-dir runs/shipped --name kelp-small-gpu
+      cp "$run/metrics.csv" "$out/gpu-train-metrics.csv"
+      # Here: cat kelp-small-gpu.tar.part-* | tar x -C <folder>, then the harness on <folder>/kelp-small-gpu.
+      tar cf - -C runs/shipped kelp-small-gpu | split -b 15M - "$out/kelp-small-gpu.tar.part-" ;;
     *) echo "unknown part $what"; exit 2 ;;
   esac
 done
