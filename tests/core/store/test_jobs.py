@@ -84,18 +84,23 @@ def test_a_failing_job_is_recorded_and_the_worker_goes_on(job_store, engine):
     assert run_next_job(job_store, engine) is None
 
 
-def test_cancel_through_the_database_stops_a_running_job(job_store, engine):
+def test_cancel_through_the_database_stops_a_running_job(job_store, engine, monkeypatch):
+    # The job reads the database every PROGRESS_INTERVAL_S; on a fast machine 200 tiny steps outran one interval
+    # and the job finished first. Here it reads it at every step and waits at step 2 until the cancel is written.
+    monkeypatch.setattr("core.store.jobs.PROGRESS_INTERVAL_S", 0.0)
     generation_id = enqueue_generation(job_store, tiny(steps=200))
-    started = threading.Event()
+    started, written = threading.Event(), threading.Event()
 
     def on_progress(update):
-        if update.stage == "sampling" and update.step >= 2:
+        if update.stage == "sampling" and update.step >= 2 and not started.is_set():
             started.set()
+            assert written.wait(60)
 
     def cancel_when_started():
         started.wait(60)
         with Store.open(job_store.data_dir.root) as other:  # as another process (the UI, the CLI) would
             other.db.write(lambda s: queue.request_cancel(s, generation_id))
+        written.set()
 
     canceller = threading.Thread(target=cancel_when_started)
     canceller.start()
