@@ -26,6 +26,16 @@ def rss() -> int:
 
 
 def peak_rss() -> int:
+    """This process's own peak resident memory: VmHWM on Linux.
+
+    Not getrusage's ru_maxrss, which after fork and exec also keeps the resident size the forked copy of the parent
+    had: a worker started by a large benchmark process reported the parent's size, not its own peak.
+    """
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024  # kB
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
