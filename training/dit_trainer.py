@@ -204,7 +204,7 @@ class DiTTrainer:
             # batch_size=None: items one by one, in index order, as the dataset returns them.
             loader = DataLoader(dataset, batch_size=None, num_workers=workers, prefetch_factor=8)
             for index, item in enumerate(loader):
-                self.builder.prefill([item], [(name, index)], size, first_last=self.ratios["first_last"] > 0)
+                self.builder.prefill(item, (name, index), size, first_last=self.ratios["first_last"] > 0)
         logger.info("process %d: prefetched %s items in %.0f s with %d workers", self.accelerator.process_index,
                     {name: len(dataset) for name, dataset in self.datasets.items()}, time.perf_counter() - started,
                     workers)

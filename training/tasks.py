@@ -163,24 +163,18 @@ class BatchBuilder:
         return DiTBatch(latents, torch.zeros_like(latents), torch.zeros_like(latents[:, :1]), text, text_mask,
                         ["multishot"] * len(kept), shot_latent_frames, [length] * len(layout))
 
-    def prefill(self, items: Sequence[dict], keys: list, size: tuple[int, int, int], first_last: bool) -> None:
-        """Cache items' outlines and latents ahead of use: the values their first use in a batch would cache.
+    def prefill(self, item: dict, key, size: tuple[int, int, int], first_last: bool) -> None:
+        """Cache an item's outline, latents and caption embeddings ahead of use: the values its first batch would.
 
-        `first_last`: also the latents of each clip's first+last window, for stages that draw that task.
+        `first_last`: also its first+last window's latents, for stages that draw that task. The item goes through
+        the batch path itself (a throwaway batch of one), so the cache is filled by the one code that reads it.
         """
         if not self.cache_latents:
             raise ValueError("`prefill` needs a BatchBuilder made with cache_latents=True")
-        _, height, width = size
-        for i, key in enumerate(keys):
-            outline = self._outline(items, keys, i)
-            if "shot_frames" in outline:
-                for shot, frames in enumerate(outline["shot_frames"]):
-                    self._encode(lambda _, shot=shot: items[i]["shots"][shot], [(*key, shot)], (frames, height, width))
-                continue
-            self._encode(lambda _: items[i], [key], size)
-            if first_last and outline["has_video"]:
-                window = {"video": first_last_window(item_video(items[i], f"dataset item {key}", *size))}
-                self._encode(lambda _: window, [(*key, "first_last")], size)
+        if "shots" in item:
+            self.multishot([item], [key], size, torch.Generator())
+        else:
+            self.single([item], [key], ["first_last" if first_last else "t2v"], size, torch.Generator())
 
     def _outline(self, items: Sequence[dict], keys: list, i: int) -> dict:
         """What a batch needs of item i besides its pixels: captions, shot lengths; kept with the latent cache."""
