@@ -30,7 +30,14 @@ import torch.nn.functional as F
 
 from bench.machine import machine_info, sync
 from core.attention.adaptive_sparsity import SparsitySettings, always_kept_blocks, attention_with_block_mass, select_blocks
-from core.attention.block_sparse import block_sparse_attention, flex_block_attention, flex_can_run, num_blocks
+from core.attention.block_sparse import (
+    block_sparse_attention,
+    flex_block_attention,
+    flex_block_mask,
+    flex_can_run,
+    num_blocks,
+    resolve_kernel,
+)
 from core.attention.dispatch import sageattention_installed
 
 GRID = 32  # video tokens per row and column of a frame
@@ -121,6 +128,15 @@ def relative_l2(out: torch.Tensor, reference: torch.Tensor) -> float:
     return float((out.float() - reference.float()).norm() / reference.float().norm())
 
 
+def reuse_step(q, k, v, pattern: torch.Tensor, block: int):
+    """One reuse-step call as SparsityController makes it: FlexAttention's BlockMask is built once per search
+    (not timed here), the gather kernel prepares its own blocks each call."""
+    if resolve_kernel(q) == "flex":
+        block_mask = flex_block_mask(pattern.expand(q.shape[0], q.shape[1], -1, -1), None, q.shape[2], block)
+        return lambda: flex_block_attention(q, k, v, pattern, block, block_mask=block_mask)
+    return lambda: block_sparse_attention(q, k, v, pattern, block)
+
+
 def kernel_rows(length: int, head_dim: int, args, device) -> list[dict]:
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     q, k, v = video_like_qkv(length, args.heads, head_dim, device, dtype)
@@ -131,7 +147,7 @@ def kernel_rows(length: int, head_dim: int, args, device) -> list[dict]:
     if device.type == "cuda" and flex_can_run(q):
         blocks = num_blocks(length, 128)
         every = torch.ones(1, 1, blocks, blocks, dtype=torch.bool, device=device)
-        seconds, out = timed(lambda: flex_block_attention(q, k, v, every, 128), device, repeats)
+        seconds, out = timed(reuse_step(q, k, v, every, 128), device, repeats)
         rows.append(dict(length=length, head_dim=head_dim, kernel="FlexAttention dense", seconds=seconds,
                          speedup=dense_s / seconds, sparsity=0.0, rel_l2=relative_l2(out, dense)))
     if device.type == "cuda" and sageattention_installed():
@@ -153,7 +169,7 @@ def kernel_rows(length: int, head_dim: int, args, device) -> list[dict]:
         budgets += [("fixed sparsity", dict(sparsity=s)) for s in CUDA_SPARSITY_SWEEP]
     for label, budget in budgets:
         pattern = select_blocks(mass, forced, **budget)
-        seconds, out = timed(lambda: block_sparse_attention(q, k, v, pattern, block), device, repeats)
+        seconds, out = timed(reuse_step(q, k, v, pattern, block), device, repeats)
         kept = (mass * pattern).sum() / mass.sum()
         rows.append(dict(length=length, head_dim=head_dim, kernel=f"sparse, {label} {list(budget.values())[0]}",
                          seconds=seconds, speedup=dense_s / seconds, sparsity=float(1 - pattern.float().mean()),

@@ -17,7 +17,15 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from core.attention.block_sparse import BLOCK_SPARSE_KERNELS, as_4d_mask, block_sparse_attention, num_blocks
+from core.attention.block_sparse import (
+    BLOCK_SPARSE_KERNELS,
+    as_4d_mask,
+    block_sparse_attention,
+    flex_block_attention,
+    flex_block_mask,
+    num_blocks,
+    resolve_kernel,
+)
 
 DEFAULT_TARGET_RECALL = 0.9
 # Attention scores computed at once in a search: on a CPU 8 MB, cache-sized; on a GPU 512 MB, so that each chunk's
@@ -83,17 +91,29 @@ def block_attention_mass(
     return attention_with_block_mass(q, k, None, block_size, mask)[1]
 
 
+def search_score_dtype(q: torch.Tensor) -> torch.dtype:
+    """Scores of a search in float32, except half-precision inputs on CUDA: there float32 matmuls and float32
+    score chunks made a search cost 30-70 dense calls on an H200 (bench/attention.py). Sums stay float32."""
+    return q.dtype if q.is_cuda and q.dtype in (torch.float16, torch.bfloat16) else torch.float32
+
+
 def attention_with_block_mass(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor | None, block_size: int, mask: torch.Tensor | None = None
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor | None, block_size: int, mask: torch.Tensor | None = None,
+    score_dtype: torch.dtype | None = None,
 ) -> tuple[torch.Tensor | None, torch.Tensor]:
     """Dense attention output (B, H, L, Dv) (None without v) and the block masses of `block_attention_mass`
-    from one pass over the scores: a search step gets its exact output for one extra matmul."""
+    from one pass over the scores: a search step gets its exact output for one extra matmul.
+
+    score_dtype: the precision of the scores (default `search_score_dtype(q)`). With half-precision scores the
+    output comes from SDPA (a fused kernel) instead of the scores, whose rounding it would carry."""
     mask = as_4d_mask(mask)
     batch, heads, length, _ = q.shape
     blocks = num_blocks(length, block_size)
     whole = length // block_size  # key blocks without padding; a shorter last one is summed apart
-    keys = k.float() * q.shape[-1] ** -0.5  # (B, H, L, D)
-    values = v.float() if v is not None else None  # (B, H, L, Dv)
+    score_dtype = score_dtype or search_score_dtype(q)
+    half_scores = score_dtype != torch.float32
+    keys = k.to(score_dtype) * q.shape[-1] ** -0.5  # (B, H, L, D)
+    values = v.float() if v is not None and not half_scores else None  # (B, H, L, Dv)
     chunk_elements = CUDA_SCORE_CHUNK_ELEMENTS if q.is_cuda else SCORE_CHUNK_ELEMENTS
     rows_per_chunk = max(1, chunk_elements // (batch * heads * length * block_size)) * block_size
     buffer = keys.new_empty(batch * heads * length * rows_per_chunk)  # reused: fresh big tensors cost page faults
@@ -102,15 +122,17 @@ def attention_with_block_mass(
         stop = min(start + rows_per_chunk, length)
         # Scores key-major, (B, H, L, r): measured ~1.7x faster on CPU than (B, H, r, L) for small head dims.
         scores = buffer[: batch * heads * length * (stop - start)].view(batch, heads, length, stop - start)
-        torch.matmul(keys, q[:, :, start:stop].float().transpose(-1, -2), out=scores)
+        torch.matmul(keys, q[:, :, start:stop].to(score_dtype).transpose(-1, -2), out=scores)
         if mask is not None:
             allowed = mask[:, :, start:stop] if mask.shape[2] > 1 else mask
             scores.masked_fill_(~allowed.transpose(-1, -2), float("-inf"))
         row_max = scores.amax(dim=-2, keepdim=True)  # (B, H, 1, r)
         scores.sub_(torch.where(torch.isfinite(row_max), row_max, torch.zeros_like(row_max))).exp_()
-        block_sums = scores[:, :, : whole * block_size].unflatten(2, (whole, block_size)).sum(3)  # (B, H, n, r)
+        key_blocks = scores[:, :, : whole * block_size].unflatten(2, (whole, block_size))
+        block_sums = key_blocks.sum(3, dtype=torch.float32)  # (B, H, n, r)
         if whole < blocks:
-            block_sums = torch.cat([block_sums, scores[:, :, whole * block_size:].sum(2, keepdim=True)], dim=2)
+            block_sums = torch.cat([block_sums, scores[:, :, whole * block_size:].sum(2, keepdim=True,
+                                                                                     dtype=torch.float32)], dim=2)
         # Dividing by the row sums is the softmax's normalisation by the row's log-sum-exp.
         row_sums = block_sums.sum(2, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)  # (B, H, 1, r)
         if values is not None:
@@ -119,7 +141,13 @@ def attention_with_block_mass(
         probs = (block_sums / row_sums).transpose(2, 3)
         probs = F.pad(probs, (0, 0, 0, -(stop - start) % block_size))  # (B, H, r', n): query rows to whole blocks
         masses.append(probs.unflatten(2, (-1, block_size)).sum(3))  # (B, H, r'/bs, n)
-    return (torch.cat(outputs, dim=2) if v is not None else None), torch.cat(masses, dim=2)
+    if v is None:
+        out = None
+    elif half_scores:
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    else:
+        out = torch.cat(outputs, dim=2)
+    return out, torch.cat(masses, dim=2)
 
 
 def always_kept_blocks(blocks: int, block_size: int, leading_tokens: int, device=None) -> torch.Tensor:
@@ -174,7 +202,10 @@ class LayerStats:
 class SparsityController:
     """Decides per step and layer between dense attention (warm-up), a search and reuse of the cached
     pattern. The pipeline makes one per generation, hands it to the model and calls `set_step` before
-    each model call; the model asks `for_layer` for each attention layer's context."""
+    each model call; the model asks `for_layer` for each attention layer's context.
+
+    Within one generation a layer's token mask (text padding, shot layout) is the same at every step, so the
+    FlexAttention `BlockMask` built at a layer's first reuse serves every reuse until its next search."""
 
     settings: SparsitySettings = field(default_factory=SparsitySettings)
     step: int | None = None
@@ -182,6 +213,8 @@ class SparsityController:
     search_seconds: float = 0.0  # time spent searching (block scores and selection)
     patterns: dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> (B, H, n, n)
     stats: dict[int, LayerStats] = field(default_factory=dict)  # layer -> the latest search's statistics
+    block_masks: dict[int, object] = field(default_factory=dict)  # layer -> FlexAttention BlockMask of its pattern
+    block_masks_built: int = 0  # BlockMasks built so far (each reused until the layer's next search)
 
     def set_step(self, step: int) -> None:
         if step < 0:
@@ -211,11 +244,20 @@ class SparsityController:
         batch, heads, length, _ = q.shape
         mode = self.mode(layer, batch, heads, length)
         if mode == "reuse":
-            return block_sparse_attention(q, k, v, self.patterns[layer], self.settings.block_size, mask,
-                                          kernel=self.settings.kernel)
+            return self._reuse(layer, q, k, v, mask)
         if mode == "search":  # attends densely: the exact output comes with the scores of the search
             return self._search(layer, leading_tokens, q, k, v, mask)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+    def _reuse(self, layer: int, q, k, v, mask) -> torch.Tensor:
+        pattern, block_size, kernel = self.patterns[layer], self.settings.block_size, self.settings.kernel
+        if resolve_kernel(q, kernel) == "flex":
+            block_mask = self.block_masks.get(layer)
+            if block_mask is None:
+                block_mask = self.block_masks[layer] = flex_block_mask(pattern, as_4d_mask(mask), q.shape[2], block_size)
+                self.block_masks_built += 1
+            return flex_block_attention(q, k, v, pattern, block_size, mask, block_mask=block_mask)
+        return block_sparse_attention(q, k, v, pattern, block_size, mask, kernel=kernel)
 
     def _search(self, layer: int, leading_tokens: int, q, k, v, mask) -> torch.Tensor:
         start = time.perf_counter()
@@ -226,6 +268,7 @@ class SparsityController:
                                     leading_tokens if settings.keep_leading_tokens else 0, q.device)
         pattern = select_blocks(mass, forced, settings.target_recall, settings.sparsity)
         self.patterns[layer] = pattern
+        self.block_masks.pop(layer, None)  # built from the new pattern at the next reuse
         kept_mass = (mass * pattern).sum(dim=(0, 2, 3))
         self.stats[layer] = LayerStats(
             sparsity=1 - pattern.float().mean(dim=(0, 2, 3)).cpu(),

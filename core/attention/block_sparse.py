@@ -197,30 +197,67 @@ def _kv_blocks(pattern: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return pattern.sum(-1).to(torch.int32), order.to(torch.int32)
 
 
-def flex_block_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pattern: torch.Tensor, block_size: int,
-    mask: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Same contract as `gather_block_attention`, through FlexAttention (compiled on CUDA, eager on CPU)."""
-    from torch.nn.attention.flex_attention import BlockMask, flex_attention
+def block_coverage(mask: torch.Tensor, length: int, block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """For a bool token mask broadcastable to (B, H, L, L): per query block and key block (B|1, H|1, n|1, n|1),
+    whether the mask lets any of the block's queries attend to any of its keys, and whether it lets all.
 
-    check_pattern(q, pattern, block_size)
+    Keys past `length` (padding) count as masked; padded query rows repeat the last real row, so a block's answer
+    is its real rows' answer (padded rows' outputs are dropped).
+    """
     mask = as_4d_mask(mask)
-    batch, heads, length, _ = q.shape
+    blocks = num_blocks(length, block_size)
+    extra = blocks * block_size - length
+    if extra and mask.shape[2] > 1:
+        mask = torch.cat([mask, mask[:, :, -1:].expand(-1, -1, extra, -1)], dim=2)
+    if extra and mask.shape[3] > 1:
+        mask = torch.cat([mask, mask.new_zeros(*mask.shape[:3], extra)], dim=3)
+    query_blocks = blocks if mask.shape[2] > 1 else 1
+    key_blocks = blocks if mask.shape[3] > 1 else 1
+    grouped = mask.reshape(*mask.shape[:2], query_blocks, -1, key_blocks, mask.shape[3] // key_blocks)
+    return grouped.any(dim=5).any(dim=3), grouped.all(dim=5).all(dim=3)
+
+
+def flex_block_mask(pattern: torch.Tensor, mask: torch.Tensor | None, length: int, block_size: int):
+    """The FlexAttention `BlockMask` for `pattern` (B, H, n, n) and a token `mask`: kept blocks the mask fully
+    allows are "full" (the compiled kernel skips the token rule there), blocks it fully forbids are dropped, and
+    only the rest (and the padded last key block) evaluate the token rule element by element."""
+    from torch.nn.attention.flex_attention import BlockMask
+
+    mask = as_4d_mask(mask)
     blocks = num_blocks(length, block_size)
     padded_length = blocks * block_size
-    pattern = pattern.expand(batch, heads, blocks, blocks)
-    # Kept blocks that no token-level rule touches are "full": the compiled kernel skips mask_mod there.
-    needs_rule = torch.zeros(blocks, blocks, dtype=torch.bool, device=q.device)
-    needs_rule[:, -1] = padded_length != length
-    needs_rule |= mask is not None
-    block_mask = BlockMask.from_kv_blocks(
-        *_kv_blocks(pattern & needs_rule),
-        *_kv_blocks(pattern & ~needs_rule),
+    kept = pattern
+    fully_allowed = torch.ones(blocks, blocks, dtype=torch.bool, device=pattern.device)
+    fully_allowed[:, -1] = padded_length == length  # padded keys: the rule masks them
+    if mask is not None:
+        any_allowed, all_allowed = block_coverage(mask, length, block_size)
+        kept = kept & any_allowed
+        fully_allowed = fully_allowed & all_allowed
+    full = kept & fully_allowed
+    return BlockMask.from_kv_blocks(
+        *_kv_blocks(kept & ~full),
+        *_kv_blocks(full),
         BLOCK_SIZE=block_size,
         mask_mod=_mask_mod(pattern, mask, length, block_size),
         seq_lengths=(padded_length, padded_length),
     )
+
+
+def flex_block_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pattern: torch.Tensor, block_size: int,
+    mask: torch.Tensor | None = None, block_mask=None,
+) -> torch.Tensor:
+    """Same contract as `gather_block_attention`, through FlexAttention (compiled on CUDA, eager on CPU).
+
+    block_mask: `flex_block_mask(pattern, mask, L, block_size)` built earlier, for callers that reuse one
+    pattern over many calls (building it costs a few small kernels per call)."""
+    from torch.nn.attention.flex_attention import flex_attention
+
+    check_pattern(q, pattern, block_size)
+    batch, heads, length, _ = q.shape
+    if block_mask is None:
+        blocks = num_blocks(length, block_size)
+        block_mask = flex_block_mask(pattern.expand(batch, heads, blocks, blocks), mask, length, block_size)
     extra = {}
     if q.is_cuda:
         run = _compiled_flex_attention()
@@ -244,6 +281,17 @@ BLOCK_SPARSE_KERNELS: dict[str, Callable[..., torch.Tensor]] = {
 }
 
 
+def resolve_kernel(q: torch.Tensor, kernel: str = "auto") -> str:
+    """The block-sparse kernel that serves `q`: "auto" is FlexAttention on CUDA when installed, else the gather."""
+    if kernel == "auto":
+        return "flex" if flex_can_run(q) else "gather"
+    if kernel not in BLOCK_SPARSE_KERNELS:
+        raise ValueError(f"`kernel` must be 'auto' or one of {sorted(BLOCK_SPARSE_KERNELS)}, got {kernel!r}")
+    if kernel == "flex" and not flex_can_run(q, eager_on_cpu=True):
+        raise ValueError(f"`kernel` 'flex' cannot run on {q.device}: FlexAttention is not available there")
+    return kernel
+
+
 def block_sparse_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pattern: torch.Tensor, block_size: int,
     mask: torch.Tensor | None = None, kernel: str = "auto",
@@ -252,10 +300,4 @@ def block_sparse_attention(
 
     kernel: "auto" (FlexAttention on CUDA when installed, the block gather otherwise), "gather" or "flex".
     """
-    if kernel == "auto":
-        kernel = "flex" if flex_can_run(q) else "gather"
-    if kernel not in BLOCK_SPARSE_KERNELS:
-        raise ValueError(f"`kernel` must be 'auto' or one of {sorted(BLOCK_SPARSE_KERNELS)}, got {kernel!r}")
-    if kernel == "flex" and not flex_can_run(q, eager_on_cpu=True):
-        raise ValueError(f"`kernel` 'flex' cannot run on {q.device}: FlexAttention is not available there")
-    return BLOCK_SPARSE_KERNELS[kernel](q, k, v, pattern, block_size, mask)
+    return BLOCK_SPARSE_KERNELS[resolve_kernel(q, kernel)](q, k, v, pattern, block_size, mask)

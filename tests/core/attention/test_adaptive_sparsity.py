@@ -128,6 +128,25 @@ def test_pattern_is_cached_between_search_steps():
     torch.testing.assert_close(controller.for_layer(0, 8)(q, k, v, None), expected)
 
 
+@pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
+def test_flex_block_mask_is_built_once_per_search_and_reused():
+    """Building a BlockMask costs a few kernels per call: the controller builds one per layer after each search."""
+    settings = SparsitySettings(target_recall=0.9, block_size=BLOCK, warmup_steps=0, search_steps=(0, 5),
+                                min_tokens=0, min_sparsity=0.0, kernel="flex")
+    controller = SparsityController(settings)
+    generator = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(B, H, 100, D, generator=generator) for _ in range(3))
+    mask = torch.arange(100)[None, None, None, :] < 95  # padded text, as in a guided batch
+    for step in range(8):
+        controller.set_step(step)
+        for layer in range(2):
+            out = controller.for_layer(layer, 8)(q, k, v, mask)
+            if controller.mode(layer, B, H, 100) == "reuse":
+                torch.testing.assert_close(out, block_sparse_attention(q, k, v, controller.patterns[layer], BLOCK,
+                                                                       mask, kernel="gather"), atol=1e-5, rtol=0)
+    assert controller.searches == 4 and controller.block_masks_built == 4  # 2 layers x (after step 0, after step 5)
+
+
 def test_a_pattern_too_dense_to_pay_runs_dense_until_the_next_search():
     """Random q/k spread attention evenly: at recall 0.9 the pattern keeps most blocks, where the block kernel
     would be slower than dense SDPA; the layer then attends densely (exactly SDPA) on reuse steps."""
@@ -197,6 +216,24 @@ def test_dit_with_sparse_attention_at_full_recall_matches_dense(shots):
         torch.testing.assert_close(out, dense, atol=1e-5, rtol=0)
 
 
+def test_half_precision_scores_keep_the_masses_and_the_pattern():
+    """On CUDA a search scores in the inputs' bfloat16 (float32 sums): masses within 1% of a block's queries
+    of the float32 ones, a pattern that still holds the target recall, and SDPA's exact output."""
+    generator = torch.Generator().manual_seed(4)
+    q, k, v = (2 * torch.randn(1, 2, 700, 64, generator=generator) for _ in range(3))
+    mask = torch.arange(700)[None, None, None, :] < 690
+    out, mass = attention_with_block_mass(q, k, v, 64, mask)
+    half_out, half_mass = attention_with_block_mass(q.bfloat16(), k.bfloat16(), v.bfloat16(), 64, mask,
+                                                    score_dtype=torch.bfloat16)
+    assert half_mass.dtype == torch.float32 and (half_mass - mass).abs().max() < 0.01 * 64
+    forced = always_kept_blocks(11, 64, 0)
+    pattern = select_blocks(half_mass, forced, target_recall=0.9)
+    exact_recall = (mass * pattern).sum(-1) / mass.sum(-1)
+    assert exact_recall.min() > 0.89 and not pattern.all()
+    expected = F.scaled_dot_product_attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), attn_mask=mask)
+    assert torch.equal(half_out, expected)
+
+
 @pytest.mark.gpu
 def test_search_on_cuda_matches_the_cpu():
     """The GPU search takes far larger chunks of scores at once; the masses and output are the CPU's."""
@@ -206,3 +243,7 @@ def test_search_on_cuda_matches_the_cpu():
     cuda_out, cuda_mass = attention_with_block_mass(q.cuda(), k.cuda(), v.cuda(), 128)
     torch.testing.assert_close(cuda_mass.cpu(), mass, atol=1e-3, rtol=1e-3)
     torch.testing.assert_close(cuda_out.cpu(), out, atol=1e-3, rtol=1e-3)
+    # In bfloat16 (as models run on GPUs) the scores are bfloat16 and the output SDPA's.
+    half_out, half_mass = attention_with_block_mass(q.cuda().bfloat16(), k.cuda().bfloat16(), v.cuda().bfloat16(), 128)
+    assert half_mass.dtype == torch.float32 and (half_mass.cpu() - mass).abs().max() < 0.01 * 128
+    torch.testing.assert_close(half_out.float().cpu(), out, atol=3e-2, rtol=3e-2)

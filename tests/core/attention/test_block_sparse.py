@@ -6,11 +6,14 @@ import torch
 import torch.nn.functional as F
 
 from core.attention.block_sparse import (
+    block_coverage,
     block_sparse_attention,
     flex_block_attention,
+    flex_block_mask,
     flex_can_run,
     gather_block_attention,
     num_blocks,
+    pad_to_blocks,
 )
 from core.models.shot_layout import attention_mask, build_layout
 
@@ -122,17 +125,96 @@ def test_compiled_flex_matches_gather_on_cuda(block):
     torch.testing.assert_close(flex, gather_block_attention(q, k, v, pattern, block, mask), atol=2e-4, rtol=0)
 
 
-def test_compiled_flex_allows_many_clip_sizes(monkeypatch):
+def test_compiled_flex_allows_many_clip_sizes():
     """Each sequence length compiles FlexAttention anew; past dynamo's limit it would run eagerly (L x L scores)."""
     import torch._dynamo
 
     from core.attention import block_sparse
 
+    # Set and restored by hand: monkeypatch's undo deletes the attribute on torch's config module, which hides it.
     name = "recompile_limit" if hasattr(torch._dynamo.config, "recompile_limit") else "cache_size_limit"
-    monkeypatch.setattr(torch._dynamo.config, name, 8)
+    before = getattr(torch._dynamo.config, name)
+    setattr(torch._dynamo.config, name, 8)
     block_sparse._compiled_flex_attention.cache_clear()
     try:
         block_sparse._compiled_flex_attention()
         assert getattr(torch._dynamo.config, name) >= block_sparse.FLEX_RECOMPILE_LIMIT
     finally:
+        setattr(torch._dynamo.config, name, before)
         block_sparse._compiled_flex_attention.cache_clear()
+
+
+def random_token_mask(length: int, seed: int = 0) -> torch.Tensor:
+    """(B, 1, L, L) with whole blocks allowed, whole blocks forbidden and mixed blocks, rows never all forbidden."""
+    generator = torch.Generator().manual_seed(seed)
+    blocks = num_blocks(length, BLOCK)
+    kind = torch.randint(0, 3, (B, 1, blocks, blocks), generator=generator)  # 0 forbidden, 1 allowed, 2 mixed
+    mixed = torch.rand(B, 1, length, length, generator=generator) < 0.5
+    expand = lambda t: t.repeat_interleave(BLOCK, 2).repeat_interleave(BLOCK, 3)[:, :, :length, :length]
+    mask = torch.where(expand(kind == 2), mixed, expand(kind == 1))
+    return mask | torch.eye(length, dtype=torch.bool)
+
+
+@pytest.mark.parametrize("mask_name", [*MASKS, "random blocks"])
+def test_block_coverage_is_any_and_all_of_each_blocks_real_tokens(mask_name):
+    mask = random_token_mask(LENGTH) if mask_name == "random blocks" else MASKS[mask_name](LENGTH)
+    if mask is None:
+        return
+    any_allowed, all_allowed = block_coverage(mask, LENGTH, BLOCK)
+    full = mask.expand(B, H, LENGTH, LENGTH)
+    blocks = num_blocks(LENGTH, BLOCK)
+    for qb in range(blocks):
+        for kb in range(blocks):
+            tokens = full[:, :, qb * BLOCK:(qb + 1) * BLOCK, kb * BLOCK:(kb + 1) * BLOCK]
+            padded_keys = (kb + 1) * BLOCK > LENGTH
+            got_any = any_allowed.expand(B, H, blocks, blocks)[:, :, qb, kb]
+            got_all = all_allowed.expand(B, H, blocks, blocks)[:, :, qb, kb]
+            assert torch.equal(got_any, tokens.flatten(2).any(-1))
+            assert torch.equal(got_all, tokens.flatten(2).all(-1) & (not padded_keys))
+
+
+def block_sets(block_mask, full: bool) -> torch.Tensor:
+    """(B, H, n, n) bool: the blocks a BlockMask marks full (or partial, i.e. evaluated token by token)."""
+    counts = block_mask.full_kv_num_blocks if full else block_mask.kv_num_blocks
+    indices = block_mask.full_kv_indices if full else block_mask.kv_indices
+    out = torch.zeros(indices.shape, dtype=torch.bool)
+    keep = torch.arange(indices.shape[-1]) < counts[..., None]
+    return out.scatter(-1, indices.long(), keep)
+
+
+def test_flex_block_mask_marks_allowed_blocks_full_and_drops_forbidden_ones():
+    """A kept block the mask fully allows skips the token rule in the compiled kernel; one it fully forbids is
+    not visited at all; only mixed blocks and the padded last key block evaluate the rule per token."""
+    mask = random_token_mask(LENGTH, seed=2)
+    pattern = random_pattern(LENGTH, 0.7, seed=2)
+    block_mask = flex_block_mask(pattern, mask, LENGTH, BLOCK)
+    any_allowed, all_allowed = block_coverage(mask, LENGTH, BLOCK)
+    full, partial = block_sets(block_mask, True), block_sets(block_mask, False)
+    assert torch.equal(full, pattern & all_allowed)
+    assert torch.equal(partial, pattern & any_allowed & ~all_allowed)
+    assert full.any() and partial.any() and (pattern & ~any_allowed).any()  # all three kinds occur
+
+
+def test_flex_block_mask_without_a_mask_evaluates_only_the_padded_key_block():
+    pattern = random_pattern(LENGTH, 0.5)
+    block_mask = flex_block_mask(pattern, None, LENGTH, BLOCK)
+    partial = block_sets(block_mask, False)
+    assert torch.equal(partial[..., :-1], torch.zeros_like(partial[..., :-1]))
+    assert torch.equal(partial[..., -1], pattern[..., -1])
+    assert torch.equal(block_sets(block_mask, True) | partial, pattern)
+
+
+@pytest.mark.slow
+def test_compiled_flex_on_cpu_matches_gather_with_full_partial_and_dropped_blocks():
+    """The compiled kernel (unlike eager FlexAttention) trusts the BlockMask's full blocks: a block wrongly
+    marked full would attend to masked tokens, one wrongly dropped would lose allowed ones."""
+    if not flex_can_run(torch.empty(0), eager_on_cpu=True):
+        pytest.skip("FlexAttention is not installed")
+    from core.attention.block_sparse import _compiled_flex_attention
+
+    q, k, v = qkv(LENGTH, seed=4)
+    mask, pattern = random_token_mask(LENGTH, seed=4), random_pattern(LENGTH, 0.6, seed=4)
+    block_mask = flex_block_mask(pattern, mask, LENGTH, BLOCK)
+    padded = [pad_to_blocks(t, BLOCK) for t in (q, k, v)]
+    compiled = _compiled_flex_attention()(*padded, block_mask=block_mask)[:, :, :LENGTH]
+    torch.testing.assert_close(compiled, gather_block_attention(q, k, v, pattern, BLOCK, mask), atol=1e-5, rtol=0)
