@@ -21,7 +21,7 @@ def add_performance_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--sparse-search-steps", metavar="I,J,...",
                        help="sparse: model calls that search a fresh pattern, e.g. 2,10 (default)")
     group.add_argument("--sparse-min-tokens", type=int, metavar="N",
-                       help="sparse: shorter sequences run dense (default 4096)")
+                       help="sparse: shorter sequences run dense (default 4096 on a CPU, 32768 on a CUDA GPU)")
     group.add_argument("--quant", choices=["none", "int8", "nf4", "fp8"], default="none",
                        help="transformer weights: int8 (CPU and CUDA), nf4 (CUDA), fp8 (Hopper/Ada GPUs)")
     group.add_argument("--text-encoder-quant", choices=["none", "int8", "nf4", "fp8"], default="none",

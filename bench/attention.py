@@ -224,8 +224,13 @@ def end_to_end(args, device) -> dict:
     if not args.quick and device.type == "cuda":  # lengths where attention is most of the work
         for width, height, num_frames in ((512, 512, 65), (832, 480, 81)):
             tokens = (1 + (num_frames - 1) // 4) * (height // 16) * (width // 16)  # kelp-small: a token per 16x16 px
-            cases[f"{width}x{height}x{num_frames} ({tokens} tokens), default settings"] = (
-                replace(base, width=width, height=height, num_frames=num_frames), SparsitySettings(block_size=128))
+            sized = replace(base, width=width, height=height, num_frames=num_frames)
+            # Forced on: below CUDA's default thresholds (32K tokens, 75% sparsity) the default runs dense.
+            cases[f"{width}x{height}x{num_frames} ({tokens} tokens), sparse forced on (min_tokens=0, min_sparsity=0.5)"] = (
+                sized, SparsitySettings(block_size=128, min_tokens=0, min_sparsity=0.5))
+            if num_frames == 81:
+                cases[f"{width}x{height}x{num_frames} ({tokens} tokens), default settings"] = (
+                    sized, SparsitySettings(block_size=128))
     results = {"model": model, "untrained": model.startswith("random:"), "cases": {}}
     for name, (request, settings) in cases.items():
         sparse_request = replace(request, attention="sparse", sparse_attention=settings)

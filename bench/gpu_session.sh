@@ -75,7 +75,7 @@ for what in "$@"; do
       part memory-generations 60 $python -m bench.memory_cuda --sections generations --text-embeddings "$embeddings" \
         --out "$out/memory-cuda.json" ;;
     attention-e2e)
-      part attention-e2e 120 $python -m bench.attention --device cuda --skip-kernels --text-embeddings "$embeddings" \
+      part attention-e2e 200 $python -m bench.attention --device cuda --skip-kernels --text-embeddings "$embeddings" \
         --out "$out/attention-cuda-e2e.json" ;;
     train)  # kelp-small continued for KELP_TRAIN_SECONDS (default 420), shipped as float16, back in 15 MB parts
       run=runs/small-gpu-continue recipe=training/recipes/small-gpu-continue.toml

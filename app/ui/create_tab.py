@@ -12,7 +12,7 @@ from app.service import StudioService
 from app.ui import create_handlers as handlers
 from app.ui.create_form import FORM_FIELDS, NO_LORA, duration_note, size_choices
 from app.ui.image_path import ImagePath
-from core.attention.adaptive_sparsity import SparsitySettings
+from core.attention.adaptive_sparsity import DEVICE_THRESHOLDS, SparsitySettings
 from core.lora import MAX_STRENGTH
 from core.quant.modes import available_modes
 from core.request import ATTENTION_MODES
@@ -22,9 +22,10 @@ from core.sampling import SAMPLERS
 QUEUE_REFRESH_S = 2.0
 PERFORMANCE_NOTE = (
     "**Sparse attention** skips the blocks of the video that barely attend to each other (searched at a few steps, "
-    f"then reused). It only pays on long or large clips: below {SparsitySettings().min_tokens} tokens it runs dense, "
-    "and the result's details say so. On CUDA GPUs it is not faster yet at any length measured: its search costs "
-    "more than the skipped blocks save (README, Sparse attention). Lower recall is faster and strays further from "
+    f"then reused). It only pays on long or large clips: below {DEVICE_THRESHOLDS['cpu'].min_tokens} tokens on a CPU "
+    f"and {DEVICE_THRESHOLDS['cuda'].min_tokens} on a CUDA GPU it runs dense, and the result's details say so. On "
+    "CUDA GPUs it has not been faster yet at any length measured: its search cost more than the skipped blocks "
+    "saved (README, Sparse attention). Lower recall is faster and strays further from "
     "the dense result. "
     "**Quantization** stores the transformer's weights (and, if asked, the text encoder's) in 8 bits (int8) or 4 "
     "bits (nf4, CUDA) to fit large models in less memory; only the modes this device can run are offered. **VAE decode in tiles** decodes the frames in "

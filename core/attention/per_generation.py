@@ -38,12 +38,14 @@ def attention_report(mode: str, controller: SparsityController | None, sampling_
     report = {
         "mode": mode,
         "settings": asdict(controller.settings),
+        "thresholds": {"device": controller.device, "min_tokens": controller.min_tokens(),
+                       "min_sparsity": controller.min_sparsity()},  # the settings' or, where None, the device's
         "searches": controller.searches,
         "search_seconds": round(controller.search_seconds, 4),
         "search_share": round(controller.search_seconds / sampling_seconds, 4) if sampling_seconds > 0 else None,
     }
     if not stats:  # every call ran dense: too few tokens, or only warm-up steps
-        report["ran_dense"] = (f"no search ran: the sequence is shorter than min_tokens={controller.settings.min_tokens} "
+        report["ran_dense"] = (f"no search ran: the sequence is shorter than min_tokens={controller.min_tokens()} "
                                f"or every step was a warm-up step")
         return report
     per_layer = [

@@ -6,11 +6,13 @@ import torch
 import torch.nn.functional as F
 
 from core.attention.adaptive_sparsity import (
+    DEVICE_THRESHOLDS,
     SparsityController,
     SparsitySettings,
     always_kept_blocks,
     attention_with_block_mass,
     block_attention_mass,
+    device_thresholds,
     select_blocks,
 )
 from core.attention.block_sparse import block_sparse_attention
@@ -171,6 +173,19 @@ def test_new_sequence_shape_searches_again_and_short_sequences_stay_dense():
     assert controller.mode(0, B, H, 50) == "dense"
     with pytest.raises(ValueError, match="`step`"):
         SparsityController().mode(0, B, H, 5000)
+
+
+def test_thresholds_left_to_the_device_follow_where_the_kernel_pays():
+    """The block kernel pays from 4K tokens on a CPU but, measured on an H200, only from 32K on CUDA."""
+    controller = SparsityController(SparsitySettings(block_size=BLOCK, warmup_steps=0, search_steps=(0,)))
+    controller.set_step(0)
+    assert controller.mode(0, B, H, 20000, "cpu") == "search"
+    assert controller.mode(0, B, H, 20000, "cuda") == "dense"
+    assert controller.mode(0, B, H, 40000, "cuda") == "search"
+    assert (controller.min_sparsity("cpu"), controller.min_sparsity("cuda")) == (0.5, 0.75)
+    given = SparsityController(SparsitySettings(min_tokens=100, min_sparsity=0.2))
+    assert (given.min_tokens("cuda"), given.min_sparsity("cuda")) == (100, 0.2)
+    assert device_thresholds("mps") == DEVICE_THRESHOLDS["cpu"]
 
 
 def test_sparse_backend_needs_a_context():

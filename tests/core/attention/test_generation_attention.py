@@ -82,6 +82,8 @@ def test_short_clip_runs_dense_and_says_so(engine):
     result = engine.sample(request(attention="sparse"))  # ~50 tokens, below the default 4096
     assert result.attention["searches"] == 0
     assert "shorter than min_tokens=4096" in result.attention["ran_dense"]
+    assert result.attention["thresholds"] == {"device": "cpu", "min_tokens": 4096, "min_sparsity": 0.5}
+    assert result.attention["settings"]["min_tokens"] is None  # left to the device, as stored in the history
     assert np.array_equal(frames(engine, request()), np.concatenate(list(engine.iter_frames(result))))
 
 
