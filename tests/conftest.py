@@ -1,6 +1,7 @@
 """Shared pytest setup: GPU tests skip cleanly on machines without CUDA, and every test keeps its history
 (KELP_DATA_DIR) in its own temporary folder, never in the user's."""
 
+import core  # noqa: F401  (first: keeps the libraries tests import off the Hub, core/offline.py)
 import pytest
 import torch
 
