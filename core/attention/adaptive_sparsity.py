@@ -288,7 +288,7 @@ class SparsityController:
         if resolve_kernel(q, kernel) == "flex":
             block_mask = self.block_masks.get(layer)
             if block_mask is None:
-                block_mask = self.block_masks[layer] = flex_block_mask(pattern, as_4d_mask(mask), q.shape[2], block_size)
+                block_mask = self.block_masks[layer] = flex_block_mask(pattern, mask, q.shape[2], block_size)
                 self.block_masks_built += 1
             return flex_block_attention(q, k, v, pattern, block_size, mask, block_mask=block_mask)
         return block_sparse_attention(q, k, v, pattern, block_size, mask, kernel=kernel)
