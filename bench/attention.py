@@ -30,14 +30,7 @@ import torch.nn.functional as F
 
 from bench.machine import machine_info, sync
 from core.attention.adaptive_sparsity import SparsitySettings, always_kept_blocks, attention_with_block_mass, select_blocks
-from core.attention.block_sparse import (
-    block_sparse_attention,
-    flex_block_attention,
-    flex_block_mask,
-    flex_can_run,
-    num_blocks,
-    resolve_kernel,
-)
+from core.attention.block_sparse import block_sparse_attention, flex_can_run, num_blocks, reusable_block_mask
 from core.attention.dispatch import sageattention_installed
 
 GRID = 32  # video tokens per row and column of a frame
@@ -131,10 +124,8 @@ def relative_l2(out: torch.Tensor, reference: torch.Tensor) -> float:
 def reuse_step(q, k, v, pattern: torch.Tensor, block: int):
     """One reuse-step call as SparsityController makes it: FlexAttention's BlockMask is built once per search
     (not timed here), the gather kernel prepares its own blocks each call."""
-    if resolve_kernel(q) == "flex":
-        block_mask = flex_block_mask(pattern.expand(q.shape[0], q.shape[1], -1, -1), None, q.shape[2], block)
-        return lambda: flex_block_attention(q, k, v, pattern, block, block_mask=block_mask)
-    return lambda: block_sparse_attention(q, k, v, pattern, block)
+    block_mask = reusable_block_mask(q, pattern, block)
+    return lambda: block_sparse_attention(q, k, v, pattern, block, block_mask=block_mask)
 
 
 def kernel_rows(length: int, head_dim: int, args, device) -> list[dict]:

@@ -21,10 +21,8 @@ from core.attention.block_sparse import (
     BLOCK_SPARSE_KERNELS,
     as_4d_mask,
     block_sparse_attention,
-    flex_block_attention,
-    flex_block_mask,
     num_blocks,
-    resolve_kernel,
+    reusable_block_mask,
 )
 
 DEFAULT_TARGET_RECALL = 0.9
@@ -236,7 +234,7 @@ class SparsityController:
     search_seconds: float = 0.0  # time spent searching (block scores and selection)
     patterns: dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> (B, H, n, n)
     stats: dict[int, LayerStats] = field(default_factory=dict)  # layer -> the latest search's statistics
-    block_masks: dict[int, object] = field(default_factory=dict)  # layer -> FlexAttention BlockMask of its pattern
+    block_masks: dict[int, object] = field(default_factory=dict)  # layer -> its pattern's BlockMask (None: gather)
     block_masks_built: int = 0  # BlockMasks built so far (each reused until the layer's next search)
     device: str | None = None  # the device type of the latest call, whose thresholds apply
 
@@ -285,13 +283,11 @@ class SparsityController:
 
     def _reuse(self, layer: int, q, k, v, mask) -> torch.Tensor:
         pattern, block_size, kernel = self.patterns[layer], self.settings.block_size, self.settings.kernel
-        if resolve_kernel(q, kernel) == "flex":
-            block_mask = self.block_masks.get(layer)
-            if block_mask is None:
-                block_mask = self.block_masks[layer] = flex_block_mask(pattern, mask, q.shape[2], block_size)
-                self.block_masks_built += 1
-            return flex_block_attention(q, k, v, pattern, block_size, mask, block_mask=block_mask)
-        return block_sparse_attention(q, k, v, pattern, block_size, mask, kernel=kernel)
+        if layer not in self.block_masks:
+            self.block_masks[layer] = reusable_block_mask(q, pattern, block_size, mask, kernel)
+            self.block_masks_built += self.block_masks[layer] is not None
+        return block_sparse_attention(q, k, v, pattern, block_size, mask, kernel=kernel,
+                                      block_mask=self.block_masks[layer])
 
     def _search(self, layer: int, leading_tokens: int, q, k, v, mask) -> torch.Tensor:
         start = time.perf_counter()

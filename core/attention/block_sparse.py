@@ -249,8 +249,8 @@ def flex_block_attention(
 ) -> torch.Tensor:
     """Same contract as `gather_block_attention`, through FlexAttention (compiled on CUDA, eager on CPU).
 
-    block_mask: `flex_block_mask(pattern, mask, L, block_size)` built earlier, for callers that reuse one
-    pattern over many calls (building it costs a few small kernels per call)."""
+    block_mask: from `reusable_block_mask` for the same pattern and mask, for callers that reuse one pattern over
+    many calls (building it costs a few small kernels per call)."""
     from torch.nn.attention.flex_attention import flex_attention
 
     check_pattern(q, pattern, block_size)
@@ -292,12 +292,27 @@ def resolve_kernel(q: torch.Tensor, kernel: str = "auto") -> str:
     return kernel
 
 
+def reusable_block_mask(q: torch.Tensor, pattern: torch.Tensor, block_size: int, mask: torch.Tensor | None = None,
+                        kernel: str = "auto"):
+    """What `block_sparse_attention` can reuse across calls with this pattern and mask: the FlexAttention
+    `BlockMask` when `kernel` resolves to FlexAttention for `q`, else None (the gather prepares per call)."""
+    if resolve_kernel(q, kernel) != "flex":
+        return None
+    batch, heads, length, _ = q.shape
+    blocks = num_blocks(length, block_size)
+    return flex_block_mask(pattern.expand(batch, heads, blocks, blocks), mask, length, block_size)
+
+
 def block_sparse_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pattern: torch.Tensor, block_size: int,
-    mask: torch.Tensor | None = None, kernel: str = "auto",
+    mask: torch.Tensor | None = None, kernel: str = "auto", block_mask=None,
 ) -> torch.Tensor:
     """q, k, v (B, H, L, D) -> (B, H, L, D), attending only where `pattern` (B, H, n, n) and `mask` allow.
 
     kernel: "auto" (FlexAttention on CUDA when installed, the block gather otherwise), "gather" or "flex".
+    block_mask: from `reusable_block_mask` for the same pattern and mask, when calls repeat them.
     """
-    return BLOCK_SPARSE_KERNELS[resolve_kernel(q, kernel)](q, k, v, pattern, block_size, mask)
+    kernel = resolve_kernel(q, kernel)
+    if kernel == "flex":
+        return flex_block_attention(q, k, v, pattern, block_size, mask, block_mask=block_mask)
+    return BLOCK_SPARSE_KERNELS[kernel](q, k, v, pattern, block_size, mask)
