@@ -175,6 +175,8 @@ def save_model(
     else:
         transformer.save_pretrained(folder / "transformer", safe_serialization=True)
     vae.save_pretrained(folder / "vae", safe_serialization=True)
+    for part in ("transformer", "vae"):
+        _drop_local_path(folder / part / "config.json")
     index = {
         "format": "kelp-model",
         "version": 1,
@@ -184,6 +186,14 @@ def save_model(
     }
     (folder / MODEL_INDEX).write_text(json.dumps(index, indent=2))
     return folder
+
+
+def _drop_local_path(config_file: Path) -> None:
+    """diffusers records where a model was loaded from (`_name_or_path`); a saved folder must not carry this
+    machine's paths to wherever it is shipped."""
+    config = json.loads(config_file.read_text())
+    if config.pop("_name_or_path", None) is not None:
+        config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def file_sha256(path: Path) -> str:

@@ -78,3 +78,14 @@ def test_broken_index_is_a_clear_error(tmp_path):
     (tmp_path / "bad" / "kelp_model.json").write_text(json.dumps({"preset": "enormous"}))
     with pytest.raises(ValueError, match="is not a valid Kelp model index"):
         resolve_model(str(tmp_path / "bad"))
+
+
+def test_a_model_loaded_from_a_folder_saves_without_this_machines_path(saved, tmp_path):
+    root, _ = saved
+    loaded = load_model(resolve_model("my-model", [root]))  # from_pretrained records the folder it read
+    assert loaded.transformer.config.get("_name_or_path")
+    again = save_model(tmp_path / "again", loaded.transformer, loaded.vae, "tiny")
+    for part in ("transformer", "vae"):
+        config = json.loads((again / part / "config.json").read_text())
+        assert "_name_or_path" not in config and str(root) not in json.dumps(config)
+    assert torch.equal(forward(load_model(resolve_model("again", [tmp_path]))), forward(loaded))
