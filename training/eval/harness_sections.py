@@ -38,8 +38,8 @@ def run_adherence(run: HarnessRun, count: int) -> dict:
         if truth.objects[0].triple != HELD_OUT_TRIPLES[i]:
             skipped.append({"triple": list(HELD_OUT_TRIPLES[i]), "reason": f"does not fit {d.num_frames} frames"})
             continue
-        clips.append(_adherence_record(seed, truth, run.generate(seed, prompt=truth.caption)))
-    return {"scores": _adherence_summary(clips), "clips": clips, "skipped": skipped}
+        clips.append(adherence_record(seed, truth, run.generate(seed, prompt=truth.caption)))
+    return {"scores": adherence_summary(clips), "clips": clips, "skipped": skipped}
 
 
 def run_adherence_seen(run: HarnessRun, count: int) -> dict:
@@ -51,8 +51,8 @@ def run_adherence_seen(run: HarnessRun, count: int) -> dict:
         seed = run.clip_seed("adherence_seen", i)
         truth = sample_truth(seed, width=d.width, height=d.height, num_frames=d.num_frames, fps=d.fps,
                              kind="shape", held_out=False, camera=False)
-        clips.append(_adherence_record(seed, truth, run.generate(seed, prompt=truth.caption)))
-    return {"scores": _adherence_summary(clips), "clips": clips}
+        clips.append(adherence_record(seed, truth, run.generate(seed, prompt=truth.caption)))
+    return {"scores": adherence_summary(clips), "clips": clips}
 
 
 def run_adherence_vae(run: HarnessRun, count: int) -> dict:
@@ -66,8 +66,8 @@ def run_adherence_vae(run: HarnessRun, count: int) -> dict:
         if truth.objects[0].triple != HELD_OUT_TRIPLES[i]:
             continue  # does not fit the clip length: as in run_adherence
         latents = encode_video(vae, frames_to_video_tensor(render_clip(truth)).to(device))  # (1, z, t, h, w)
-        clips.append(_adherence_record(seed, truth, video_tensor_to_frames(decode_latents(vae, latents)[0])))
-    return {"scores": _adherence_summary(clips), "clips": clips}
+        clips.append(adherence_record(seed, truth, video_tensor_to_frames(decode_latents(vae, latents)[0])))
+    return {"scores": adherence_summary(clips), "clips": clips}
 
 
 def _held_out_truth(run: HarnessRun, i: int):
@@ -79,14 +79,16 @@ def _held_out_truth(run: HarnessRun, i: int):
                               kind="shape", held_out=True, camera=False)  # no camera move: only the triple is tested
 
 
-def _adherence_record(seed: int, truth, frames: np.ndarray) -> dict:
+def adherence_record(seed: int, truth, frames: np.ndarray) -> dict:
+    """One generated clip scored against the toy-world truth it was asked for."""
     scores = prompt_adherence(frames, truth)
     all_three = all(scores[name] == 1.0 for name in ("colour", "shape", "motion"))
     return {"seed": seed, "triple": list(truth.objects[0].triple), "caption": truth.caption, "scores": scores,
             HEADLINE: all_three, "temporal_consistency": temporal_consistency(frames)}
 
 
-def _adherence_summary(clips: list[dict]) -> dict:
+def adherence_summary(clips: list[dict]) -> dict:
+    """The share of `adherence_record`s right on each score, and their mean temporal consistency."""
     summary = {HEADLINE: _mean(c[HEADLINE] for c in clips)}
     for name in ("colour", "shape", "motion", "size", "count", "overall"):
         summary[name] = _mean(c["scores"][name] for c in clips)
