@@ -117,7 +117,7 @@ class Engine:
             self._models[key] = loaded
         return self._models[key]
 
-    def _apply_loras(self, loaded: LoadedModel, loras: tuple[LoraSpec, ...]) -> None:
+    def apply_loras(self, loaded: LoadedModel, loras: tuple[LoraSpec, ...]) -> None:
         """Make the transformer carry exactly the request's LoRAs (reloaded only when they change)."""
         wanted = tuple((str(Path(l.path).resolve()), Path(l.path).stat().st_mtime_ns, l.strength) for l in loras)
         if loaded.applied_loras == wanted:
@@ -164,7 +164,7 @@ class Engine:
 
         report("loading", 0, 1)
         loaded = self.model(validated.model, r.quant, r.offload)
-        self._apply_loras(loaded, r.loras)
+        self.apply_loras(loaded, r.loras)
         encoder = self.text_encoder(validated.model.text_encoder, r.text_encoder_quant)
         timings["load_s"] = time.perf_counter() - started
 

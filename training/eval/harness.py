@@ -7,7 +7,8 @@ its weights hash, the settings, per-section scores and per-clip details, timesta
 Exit status 2 for bad arguments (checked before any weights load), else 0.
 
 Sections (see harness_sections): adherence to held-out prompts (and, to tell why it falls short, to prompts
-training shows and of the held-out clips through the VAE alone), image-to-video fidelity of frame 0, multi-shot
+training shows and of the held-out clips through the VAE alone), caption sensitivity (which caption words the
+model's denoising uses, graded and without sampling), image-to-video fidelity of frame 0, multi-shot
 subject consistency, VAE reconstruction, and whether a photo subject appears with and without a LoRA. One Engine
 serves every generation, and every clip has a fixed seed.
 """

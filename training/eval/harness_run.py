@@ -36,6 +36,12 @@ class HarnessRun:
         """The loaded model (transformer and VAE), through the engine: loaded once, kept resident."""
         return self.engine.model(self.source)
 
+    def base_model(self) -> LoadedModel:
+        """The loaded model without any LoRA (a generation with the run's LoRAs may have left them applied)."""
+        loaded = self.model()
+        self.engine.apply_loras(loaded, ())
+        return loaded
+
     def clip_seed(self, section: str, index: int) -> int:
         """The seed of clip `index` of `section`: fixed for a harness seed, apart from training's clips."""
         entropy = [_HARNESS_STREAM, int.from_bytes(section.encode(), "little"), self.seed, index]
