@@ -208,6 +208,8 @@ def end_to_end(args, device) -> dict:
         # The model's own size is far below the default 4096-token threshold: search from the first token.
         f"default size {defaults.width}x{defaults.height}x{defaults.num_frames}, min_tokens=0, block 16":
             (base, SparsitySettings(min_tokens=0, block_size=16)),
+        f"default size {defaults.width}x{defaults.height}x{defaults.num_frames}, min_tokens=0, block 16, recall 0.95":
+            (base, SparsitySettings(min_tokens=0, block_size=16, target_recall=0.95)),
     }
     if not args.quick:
         big = replace(base, width=256, height=256, num_frames=65)  # 17 x 16 x 16 = 4352 video tokens
