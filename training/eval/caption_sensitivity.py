@@ -4,9 +4,9 @@ For a clip and its own caption, the transformer predicts the flow-matching veloc
 at a few fixed noise levels; then the same with the caption's colour, shape, motion or size changed to another of
 the vocabulary, and with no caption at all. A model that uses a word predicts the clip worse when the word is wrong:
 the loss rises. A model that ignores it scores the same. Unlike adherence, which is right or wrong per generated
-clip, this is graded and needs no sampling, so it shows a word being learned long before generated clips get it
-right (for kelp-small, 11,000 more training steps raised the motion swap's loss increase 16-fold while the
-adherence section's motion score stayed where it was).
+clip, this is graded and needs no sampling, so it shows a word being learned before generated clips get it right
+(kelp-small from 6,500 to 17,500 training steps: the motion swap's loss rise grew from 0.2% to 6.7% while the
+adherence section's motion score stayed at 12%; at 30,500 steps it was 16% and motion adherence 40%).
 """
 
 from __future__ import annotations
