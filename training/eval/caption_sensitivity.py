@@ -12,11 +12,12 @@ adherence section's motion score stayed at 12%; at 30,500 steps it was 16% and m
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import numpy as np
 import torch
 
-from training.data.toy_world.captions import MOTION_PHRASES
+from training.data.toy_world.captions import MOTION_PHRASES, object_phrase
 from training.data.toy_world.truth import ClipTruth, ObjectTruth
 from training.data.toy_world.vocabulary import COLOURS, SHAPES, SIZES
 from training.flow_matching import noisy_latents, velocity_target
@@ -40,13 +41,12 @@ def swapped_caption(truth: ClipTruth, attribute: str, rng: np.random.Generator) 
         raise ValueError(f"`attribute` must be one of {ATTRIBUTES}, got {attribute!r}")
     if attribute == "motion":
         return _swap_motion(truth.caption, obj, rng)
-    words = {"size": obj.size, "colour": obj.colour, "shape": obj.shape}
-    choices = {"size": tuple(SIZES), "colour": tuple(COLOURS), "shape": SHAPES}[attribute]
-    phrase = f"{words['size']} {words['colour']} {words['shape']}"
+    phrase = object_phrase(obj)  # how the toy world's captions name a shape: "a small red circle"
     if phrase not in truth.caption:
         raise ValueError(f"caption {truth.caption!r} does not name its object as {phrase!r}")
-    words[attribute] = _other(choices, words[attribute], rng)
-    return truth.caption.replace(phrase, f"{words['size']} {words['colour']} {words['shape']}", 1)
+    choices = {"size": tuple(SIZES), "colour": tuple(COLOURS), "shape": SHAPES}[attribute]
+    other = replace(obj, **{attribute: _other(choices, getattr(obj, attribute), rng)})
+    return truth.caption.replace(phrase, object_phrase(other), 1)
 
 
 def _swap_motion(caption: str, obj: ObjectTruth, rng: np.random.Generator) -> str:
