@@ -30,7 +30,7 @@ GENERATION_SEED = 100  # clip i is generated at seed GENERATION_SEED + i
 
 
 def recipe_table(model: str, preset: str, defaults, *, clips: int, steps: int, seed: int, mixed_precision: str,
-                 output_dir: Path) -> dict:
+                 output_dir: Path, foreground_weight: float = 0.0) -> dict:
     """A DiT recipe that fits `model` to `clips` single-shape toy clips at the model's default size."""
     return {
         "kind": "dit", "name": "memorize", "output_dir": str(output_dir), "seed": seed,
@@ -41,6 +41,7 @@ def recipe_table(model: str, preset: str, defaults, *, clips: int, steps: int, s
                   "weight_decay": 0.0, "grad_clip": 1.0, "ema_decay": 0.0},
         "checkpoint": {"interval": steps, "keep": 1},
         "validation": {"interval": 0},
+        "flow": {"foreground_weight": foreground_weight},
         "stages": [{"name": "memorize", "steps": steps, "width": defaults.width, "height": defaults.height,
                     "frames": defaults.num_frames, "tasks": {"t2v": 1.0}}],
     }
@@ -78,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=11, help="toy-world seed of the clips (and of training)")
     parser.add_argument("--mixed-precision", default="bf16", choices=("no", "bf16"),
                         help="training autocast (bf16 is 1.7x faster on CPUs with AVX512-BF16)")
+    parser.add_argument("--foreground-weight", type=float, default=0.0,
+                        help="recipe flow.foreground_weight: the objects' latents count 1 + this per position")
     parser.add_argument("--sampling-steps", type=int, default=None, help="generation steps (model default)")
     parser.add_argument("--work-dir", type=Path, default=None, help="keep the run (checkpoint, model) here")
     parser.add_argument("--out", type=Path, default=None)
@@ -85,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     for flag in ("clips", "steps"):
         if getattr(args, flag) < 1:
             parser.error(f"--{flag} must be at least 1, got {getattr(args, flag)}")
+    if args.foreground_weight < 0:
+        parser.error(f"--foreground-weight must be >= 0, got {args.foreground_weight}")
 
     from core.model_loader import resolve_model
     from training.config import parse_recipe
@@ -94,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="kelp-memorize-"))
     recipe = parse_recipe(recipe_table(args.model, source.preset, source.defaults, clips=args.clips,
                                        steps=args.steps, seed=args.seed, mixed_precision=args.mixed_precision,
-                                       output_dir=work / "run"))
+                                       output_dir=work / "run", foreground_weight=args.foreground_weight))
     items = training_clips(source.defaults, clips=args.clips, seed=args.seed)
     before = score_model(args.model, items, steps=args.sampling_steps)
     start = time.perf_counter()
@@ -106,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     result = {"model": args.model, "machine": machine_info(device, "bench.memorize"), "clips": args.clips,
               "steps": args.steps, "seed": args.seed, "mixed_precision": args.mixed_precision,
+              "foreground_weight": args.foreground_weight,
               "train_seconds": round(train_seconds, 1), "fitted_model": str(fitted), "before": before, "after": after}
     out = args.out or RESULTS_DIR / f"memorize-{Path(args.model).name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -129,10 +129,14 @@ class FlowSettings:
     logit_mean: float = 0.0  # noise levels: sigma = sigmoid(N(logit_mean, logit_std)), SD3's logit-normal
     logit_std: float = 1.0  # spread of the logit-normal; larger puts more weight near sigma 0 and 1
     shift: float | None = None  # then sigma is shifted as the sampler does; None: the engine's shift at stage size
+    # Loss per latent position 1 + foreground_weight where an item's "foreground" marks its subject (the toy world
+    # marks its objects), so a small object's shape counts against a large background; 0: every position alike.
+    foreground_weight: float = 0.0
 
     def __post_init__(self):
         _check(self.logit_std > 0, "logit_std", self.logit_std, "must be positive")
         _check(self.shift is None or self.shift > 0, "shift", self.shift, "must be positive")
+        _check(self.foreground_weight >= 0, "foreground_weight", self.foreground_weight, "must be >= 0")
 
 
 @dataclass(frozen=True, kw_only=True)

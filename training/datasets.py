@@ -5,6 +5,8 @@ dataset (`len()` and `[index]`) whose items are
     {"video": float (3, F, H, W) in [-1, 1] or uint8 (F, H, W, 3), "caption": str}, or
     {"latents": normalized VAE latents (C, T, h, w), "caption": str} (already encoded), or
     {"shots": [{"video", "caption"}, ...]} for multi-shot training (shots are separate clips: a cut between each).
+A clip may also give "foreground": float (F, H, W) in [0, 1], how much of each pixel is the subject; a recipe's
+`flow.foreground_weight` makes the loss count those places more (training.flow_matching.foreground_weights).
 A factory that also takes `multi_shot: bool` is asked for a second, multi-shot dataset when a stage draws the
 multishot task; it returns None if it has none at that size. Registering a dataset is one line:
     DATASETS["toy_world"] = "training.data.toy_world:build_dataset"   # "module:attribute", imported on use

@@ -25,7 +25,9 @@ from core.text.encoder import build_text_encoder
 from training.config import Recipe, Stage
 from training.datasets import LazyItems, ShardedStream, build_dataset
 from training.export import export_model, load_vae, render_validation_clips, shipped_weights
-from training.flow_matching import masked_mse, noisy_latents, sample_sigmas, training_shift, velocity_target
+from training.flow_matching import (
+    foreground_weights, masked_mse, noisy_latents, sample_sigmas, training_shift, velocity_target,
+)  # fmt: skip
 from training.lora import add_lora, save_lora
 from training.metrics import MetricsLog
 from training.run_setup import (
@@ -160,7 +162,10 @@ class DiTTrainer:
             condition_latents=batch.condition_latents, condition_mask=batch.condition_mask,
             shot_latent_frames=batch.shot_latent_frames, text_lengths=batch.text_lengths,
         ).sample  # (B, C, T, h, w)
-        return masked_mse(prediction, velocity_target(batch.latents, noise), batch.condition_mask)
+        weights = None
+        if flow.foreground_weight and batch.foreground is not None:
+            weights = foreground_weights(batch.foreground, flow.foreground_weight)
+        return masked_mse(prediction, velocity_target(batch.latents, noise), batch.condition_mask, weights)
 
     def _enter_stage(self, index: int, positions: dict[str, int] | None = None) -> None:
         recipe, acc = self.recipe, self.accelerator

@@ -39,11 +39,26 @@ def velocity_target(latents: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     return noise - latents
 
 
-def masked_mse(prediction: torch.Tensor, target: torch.Tensor, given_mask: torch.Tensor) -> torch.Tensor:
+def foreground_weights(foreground: torch.Tensor, strength: float) -> torch.Tensor:
+    """Loss weights 1 + strength * foreground, scaled so that each clip's weights average 1. (B, 1, T, h, w)
+
+    `foreground` (B, 1, T, h, w) in [0, 1] marks the subject on the latent grid (training.tasks.BatchBuilder). A
+    clip's subject then counts (1 + strength)x its background per position, and the clip as a whole as much as any
+    other; a clip without a subject (all zeros) keeps weight 1 everywhere. Strength 0 is the plain loss.
+    """
+    weights = 1 + strength * foreground.float()
+    return weights / weights.mean(dim=(1, 2, 3, 4), keepdim=True)
+
+
+def masked_mse(prediction: torch.Tensor, target: torch.Tensor, given_mask: torch.Tensor,
+               weights: torch.Tensor | None = None) -> torch.Tensor:
     """Mean squared error over the frames the model must make; given frames (mask 1) do not count.
 
-    prediction, target: (B, C, T, h, w); given_mask: (B, 1, T, h, w).
+    prediction, target: (B, C, T, h, w); given_mask and the optional per-position `weights`: (B, 1, T, h, w).
+    With weights, the mean is weighted: scaling them all leaves the loss unchanged.
     """
     weight = 1.0 - given_mask.float()
+    if weights is not None:
+        weight = weight * weights
     squared = (prediction.float() - target.float()).pow(2) * weight  # (B, C, T, h, w)
     return squared.sum() / (weight.sum() * prediction.shape[1]).clamp(min=1.0)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from core.models.vae import encode_video
+from core.models.vae import SPATIAL_FACTOR, TEMPORAL_FACTOR, encode_video
 from training.datasets import item_video
 
 SINGLE_SHOT_TASKS = ("t2v", "i2v", "first_last", "extend")
@@ -34,6 +34,7 @@ class DiTBatch:
     tasks: list[str]  # per sample
     shot_latent_frames: list[int] | None = None  # multi-shot layout; None: one shot
     text_lengths: list[int] | None = None
+    foreground: torch.Tensor | None = None  # (B, 1, T, h, w) the items' "foreground" on the latent grid, 0 if none
 
     def to(self, device) -> "DiTBatch":
         move = {k: v.to(device) for k, v in vars(self).items() if isinstance(v, torch.Tensor)}
@@ -107,17 +108,20 @@ class BatchBuilder:
         self.cache_latents = cache_latents
         self._latents: dict[tuple, torch.Tensor] = {}
         self._outlines: dict[tuple, dict] = {}
+        self._foregrounds: dict[tuple, torch.Tensor] = {}  # (1, T, h, w) per key whose item gave "foreground"
 
     def clear_cache(self) -> None:
         """Forget cached latents and outlines (call when the data changes, e.g. at a new stage)."""
         self._latents.clear()
         self._outlines.clear()
+        self._foregrounds.clear()
 
     def single(self, items: Sequence[dict], keys: list, tasks: list[str], size: tuple[int, int, int],
                generator: torch.Generator) -> DiTBatch:
         """A batch of one-shot samples; `keys` identify items for the latent cache, size is (frames, h, w)."""
         outlines = [self._outline(items, keys, i) for i in range(len(keys))]
         latents = torch.stack(self._encode(items.__getitem__, keys, size))  # (B, C, T, h, w)
+        foreground = torch.stack(self._foregrounds_of(keys, latents))  # (B, 1, T, h, w)
         masks = torch.zeros_like(latents[:, :1])  # (B, 1, T, h, w)
         for sample, task in enumerate(tasks):
             masks[sample, :, given_latent_frames(task, latents.shape[2], generator)] = 1
@@ -131,7 +135,7 @@ class BatchBuilder:
 
             condition[windowed] = torch.stack(self._encode(window, [(*keys[i], "first_last") for i in windowed], size))
         text, text_mask = self.captions.stack([self._dropped(outline["caption"], generator) for outline in outlines])
-        return DiTBatch(latents, condition * masks, masks, text, text_mask, tasks)
+        return DiTBatch(latents, condition * masks, masks, text, text_mask, tasks, foreground=foreground)
 
     def multishot(self, items: Sequence[dict], keys: list, size: tuple[int, int, int],
                   generator: torch.Generator) -> DiTBatch:
@@ -146,10 +150,13 @@ class BatchBuilder:
         if len(kept) < len(keys):
             logger.warning("left out %d multi-shot items whose shot lengths differ from %s", len(keys) - len(kept),
                            layout)
+        shot_keys = [[(*keys[i], shot) for i in kept] for shot in range(len(layout))]
         shots = [torch.stack(self._encode(lambda j, shot=shot: items[kept[j]]["shots"][shot],
-                                          [(*keys[i], shot) for i in kept], (frames, height, width)))
+                                          shot_keys[shot], (frames, height, width)))
                  for shot, frames in enumerate(layout)]  # per shot (B, C, T_i, h, w)
         latents = torch.cat(shots, dim=2)  # (B, C, sum T_i, h, w)
+        foreground = torch.cat([torch.stack(self._foregrounds_of(keys_of_shot, latents_of_shot))
+                                for keys_of_shot, latents_of_shot in zip(shot_keys, shots)], dim=2)
         captions = []
         for i in kept:
             drop = self._drop(generator)  # all shots together, like the engine's per-shot negative prompt
@@ -161,7 +168,7 @@ class BatchBuilder:
         text_mask = torch.cat([m for _, m in per_shot], dim=1)
         shot_latent_frames = [1 + (frames - 1) // 4 for frames in layout]
         return DiTBatch(latents, torch.zeros_like(latents), torch.zeros_like(latents[:, :1]), text, text_mask,
-                        ["multishot"] * len(kept), shot_latent_frames, [length] * len(layout))
+                        ["multishot"] * len(kept), shot_latent_frames, [length] * len(layout), foreground)
 
     def prefill(self, item: dict, key, size: tuple[int, int, int], first_last: bool) -> None:
         """Cache an item's outline, latents and caption embeddings ahead of use: the values its first batch would.
@@ -207,6 +214,8 @@ class BatchBuilder:
                 out[i] = item["latents"].float()
             else:
                 videos[i] = item_video(item, f"dataset item {key}", *size)
+            if item.get("foreground") is not None:
+                self._foregrounds[key] = latent_grid_coverage(item["foreground"], f"dataset item {key}", size)
         groups = [[i] for i in videos] if self.cache_latents else [list(videos)]
         for group in filter(None, groups):
             encoded = encode_video(self.vae, torch.stack([videos[i] for i in group]))  # (b, C, T, h, w)
@@ -216,11 +225,37 @@ class BatchBuilder:
                     self._latents[keys[i]] = latents
         return out
 
+    def _foregrounds_of(self, keys: list, latents: torch.Tensor) -> list[torch.Tensor]:
+        """Per key, its item's foreground on the latent grid (1, T, h, w), zeros where the item gave none.
+
+        Without the latent cache a map is used once and forgotten, like the item it came from.
+        """
+        take = self._foregrounds.get if self.cache_latents else self._foregrounds.pop
+        maps = [take(key, None) for key in keys]
+        return [torch.zeros_like(z[:1]) if m is None else m for m, z in zip(maps, latents)]
+
     def _drop(self, generator: torch.Generator) -> bool:
         return bool(torch.rand(1, generator=generator) < self.caption_dropout)
 
     def _dropped(self, caption: str, generator: torch.Generator) -> str:
         return "" if self._drop(generator) else caption
+
+
+def latent_grid_coverage(foreground, where: str, size: tuple[int, int, int]) -> torch.Tensor:
+    """Pixel coverage (F, H, W) in [0, 1] -> (1, T, h, w) on the VAE's latent grid, as the VAE groups pixels.
+
+    Latent frame 0 codes pixel frame 0 alone and each later one the next TEMPORAL_FACTOR frames; each latent cell
+    codes a SPATIAL_FACTOR-pixel square. A cell's value is the most any of its pixels is covered, so the edges of a
+    shape count fully.
+    """
+    frames, height, width = size
+    coverage = torch.as_tensor(foreground).float()
+    if tuple(coverage.shape) != (frames, height, width):
+        raise ValueError(f"{where}: `foreground` must be ({frames}, {height}, {width}) for this stage, "
+                         f"got {tuple(coverage.shape)}")
+    first = F.max_pool2d(coverage[:1], SPATIAL_FACTOR)  # (1, h, w)
+    rest = F.max_pool3d(coverage[None, 1:], (TEMPORAL_FACTOR, SPATIAL_FACTOR, SPATIAL_FACTOR))[0]  # (k, h, w)
+    return torch.cat([first, rest])[None]  # (1, 1 + k, h, w)
 
 
 def _shot_frames(item: dict) -> list[int]:

@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import Dataset
 
 from training.data.toy_world.clips import toy_clip, toy_shots
+from training.data.toy_world.render import object_coverage
 from training.data.toy_world.sampling import sample_truth
 from training.data.toy_world.shots import sample_shots
 
@@ -28,7 +29,8 @@ def frames_to_tensor(frames: np.ndarray) -> torch.Tensor:
 
 
 class ToyWorldDataset(Dataset):
-    """`length` toy clips; item i is toy_clip(clip_seed(seed, i), ...) as {"video", "caption", "truth"}."""
+    """`length` toy clips; item i is toy_clip(clip_seed(seed, i), ...) as {"video", "caption", "truth",
+    "foreground"}, the last its objects' pixel coverage (F, H, W) in [0, 1] (training.datasets)."""
 
     def __init__(
         self,
@@ -55,11 +57,12 @@ class ToyWorldDataset(Dataset):
         if not -self.length <= index < self.length:
             raise IndexError(f"index {index} out of range for {self.length} clips")
         clip = toy_clip(clip_seed(self.seed, index % self.length), **self.clip_args)
-        return {"video": frames_to_tensor(clip.frames), "caption": clip.caption, "truth": clip.truth}
+        return {"video": frames_to_tensor(clip.frames), "caption": clip.caption, "truth": clip.truth,
+                "foreground": torch.from_numpy(object_coverage(clip.truth))}
 
 
 class ToyShotsDataset(Dataset):
-    """`length` multi-shot samples as {"shots": [{"video": (3, F_i, H, W), "caption", "truth"}, ...],
+    """`length` multi-shot samples as {"shots": [{"video": (3, F_i, H, W), "caption", "truth", "foreground"}, ...],
     "subject"}: the layout training.datasets documents for multi-shot items."""
 
     def __init__(self, seed: int, length: int, **shot_args: Any) -> None:
@@ -75,7 +78,8 @@ class ToyShotsDataset(Dataset):
         if not -self.length <= index < self.length:
             raise IndexError(f"index {index} out of range for {self.length} samples")
         sample = toy_shots(clip_seed(self.seed, index % self.length), **self.shot_args)
-        shots = [{"video": frames_to_tensor(s.frames), "caption": s.caption, "truth": s.truth} for s in sample.shots]
+        shots = [{"video": frames_to_tensor(s.frames), "caption": s.caption, "truth": s.truth,
+                  "foreground": torch.from_numpy(object_coverage(s.truth))} for s in sample.shots]
         return {"shots": shots, "subject": sample.subject}
 
 

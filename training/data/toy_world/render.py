@@ -36,16 +36,39 @@ def render_clip(truth: ClipTruth) -> np.ndarray:
     return frames
 
 
+def object_coverage(truth: ClipTruth) -> np.ndarray:
+    """How much of each pixel the clip's objects cover, float32 (T, H, W) in [0, 1]; zeros for a photo clip."""
+    coverage = np.zeros((truth.num_frames, truth.height, truth.width), dtype=np.float32)
+    for t in range(truth.num_frames):
+        for obj in truth.objects:
+            drawn = _object_alpha(obj, t, truth.height, truth.width)
+            if drawn is not None:
+                (ys, xs), alpha = drawn
+                np.maximum(coverage[t, ys, xs], alpha, out=coverage[t, ys, xs])
+    return coverage
+
+
 def _draw_object(frame: np.ndarray, obj: ObjectTruth, t: int) -> None:
     """Blend `obj` as it is at frame `t` into `frame` (float32, H x W x 3), in place."""
+    drawn = _object_alpha(obj, t, *frame.shape[:2])
+    if drawn is None:
+        return
+    (ys, xs), alpha = drawn
+    colour = np.asarray(COLOURS[obj.colour], dtype=np.float32)
+    region = frame[ys, xs]
+    region += alpha[..., None] * (colour - region)
+
+
+def _object_alpha(obj: ObjectTruth, t: int, h: int, w: int) -> tuple[tuple[slice, slice], np.ndarray] | None:
+    """Where `obj` touches an h x w frame at frame `t`: the (rows, columns) slices and its coverage there
+    (float32), or None when it is out of view."""
     (cx, cy), radius, angle = obj.centres[t], obj.radii[t], obj.angles[t]
     extent = SHAPE_EXTENT[obj.shape] if obj.kind == "shape" else math.sqrt(2.0)
     reach = extent * radius + 2.0  # pixels around the centre that can be touched
-    h, w = frame.shape[:2]
     x0, x1 = max(0, int(cx - reach)), min(w, int(cx + reach) + 2)
     y0, y1 = max(0, int(cy - reach)), min(h, int(cy + reach) + 2)
     if x0 >= x1 or y0 >= y1:
-        return
+        return None
     # Pixel centres relative to the object, rotated into its own frame, in units of its size.
     px = (np.arange(x0, x1, dtype=np.float32) + 0.5 - cx)[None, :]
     py = (np.arange(y0, y1, dtype=np.float32) + 0.5 - cy)[:, None]
@@ -56,10 +79,7 @@ def _draw_object(frame: np.ndarray, obj: ObjectTruth, t: int) -> None:
         alpha = shape_coverage(obj.shape, qx, qy, radius)
     else:
         alpha = digit_coverage(obj.digit_sample, qx, qy)
-    alpha = alpha[..., None].astype(np.float32)
-    colour = np.asarray(COLOURS[obj.colour], dtype=np.float32)
-    region = frame[y0:y1, x0:x1]
-    region += alpha * (colour - region)
+    return (slice(y0, y1), slice(x0, x1)), alpha.astype(np.float32)
 
 
 def digit_coverage(sample: int, qx: np.ndarray, qy: np.ndarray) -> np.ndarray:
