@@ -1,7 +1,7 @@
 """Evaluation harness: how well a Kelp model does the toy world's tasks, section by section.
 
 Run from the repo root: `python -m training.eval.harness --model MODEL [--sections adherence,i2v,...]
-[--count N] [--seed S] [--steps K] [--lora PATH[:STRENGTH]] [--subject-photo cat --subject-prompt "..."]
+[--count N] [--seed S] [--steps K] [--sampler euler|heun|unipc] [--guidance-scale G] [--lora PATH[:STRENGTH]] [--subject-photo cat --subject-prompt "..."]
 [--out bench/results/harness-<name>.json]`. Prints a markdown table and writes JSON: the model and
 its weights hash, the settings, per-section scores and per-clip details, timestamps and wall time.
 Exit status 2 for bad arguments (checked before any weights load), else 0.
@@ -29,6 +29,7 @@ from core.lora import MAX_STRENGTH, check_lora_file
 from core.model_loader import file_sha256, resolve_model
 from core.pipeline import Engine
 from core.request import LoraSpec
+from core.sampling import SAMPLERS
 from training.data.toy_world.vocabulary import PHOTOS
 from training.eval.harness_run import HarnessRun
 from training.eval.harness_sections import DEFAULT_COUNTS, MAX_COUNTS, SECTIONS, TARGETS, default_subject_prompt
@@ -44,6 +45,8 @@ class HarnessSettings:
     counts: dict[str, int]
     seed: int = 0
     steps: int | None = None
+    sampler: str | None = None
+    guidance_scale: float | None = None
     loras: tuple[LoraSpec, ...] = ()
     subject_photo: str = DEFAULT_PHOTO
     subject_prompt: str | None = None
@@ -73,6 +76,9 @@ def parse_args(argv: list[str] | None) -> HarnessSettings:
     parser.add_argument("--count", type=int, default=None, help=f"clips per section (default {DEFAULT_COUNTS})")
     parser.add_argument("--seed", type=int, default=0, help="harness seed: every clip's seed derives from it")
     parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
+    parser.add_argument("--sampler", default=None, choices=SAMPLERS, help="sampler (default: the model's)")
+    parser.add_argument("--guidance-scale", type=float, default=None,
+                        help="classifier-free guidance (default: the model's)")
     parser.add_argument("--lora", action="append", default=[], metavar="PATH[:STRENGTH]",
                         help="LoRA for the subject section's 'with LoRA' clips (repeatable)")
     parser.add_argument("--subject-photo", default=DEFAULT_PHOTO, help=f"toy-world photo, one of {sorted(PHOTOS)}")
@@ -91,6 +97,8 @@ def parse_args(argv: list[str] | None) -> HarnessSettings:
         parser.error(f"--seed must be non-negative, got {args.seed}")
     if args.steps is not None and not 1 <= args.steps <= 500:
         parser.error(f"--steps must be from 1 to 500, got {args.steps}")
+    if args.guidance_scale is not None and not 0 <= args.guidance_scale <= 50:
+        parser.error(f"--guidance-scale must be from 0 to 50, got {args.guidance_scale}")
     if args.subject_photo not in PHOTOS:
         parser.error(f"--subject-photo must be one of {sorted(PHOTOS)}, got {args.subject_photo!r}")
     if args.subject_prompt is not None and not args.subject_prompt.strip():
@@ -101,8 +109,8 @@ def parse_args(argv: list[str] | None) -> HarnessSettings:
     except ValueError as err:
         parser.error(str(err))
     counts = {s: min(args.count or DEFAULT_COUNTS[s], MAX_COUNTS.get(s, math.inf)) for s in sections}
-    return HarnessSettings(args.model, sections, counts, args.seed, args.steps, loras, args.subject_photo,
-                           args.subject_prompt, args.device, args.out)
+    return HarnessSettings(args.model, sections, counts, args.seed, args.steps, args.sampler, args.guidance_scale,
+                           loras, args.subject_photo, args.subject_prompt, args.device, args.out)
 
 
 def default_out(model: str) -> Path:
@@ -116,7 +124,8 @@ def run_harness(settings: HarnessSettings, engine: Engine | None = None) -> dict
     started, clock = datetime.now(timezone.utc), time.perf_counter()
     engine = engine or Engine(device=settings.device)
     source = resolve_model(settings.model, engine.model_dirs)
-    run = HarnessRun(engine, source, settings.seed, settings.steps, settings.loras)
+    run = HarnessRun(engine, source, settings.seed, settings.steps, settings.sampler, settings.guidance_scale,
+                     settings.loras)
     results = {}
     for section in settings.sections:
         results[section] = run_section(run, section, settings)
@@ -155,7 +164,8 @@ def settings_record(settings: HarnessSettings, run: HarnessRun) -> dict:
     return {
         "sections": list(settings.sections), "counts": settings.counts, "seed": settings.seed,
         "steps": settings.steps or d.steps, "width": d.width, "height": d.height, "num_frames": d.num_frames,
-        "guidance_scale": d.guidance_scale, "sampler": d.sampler, "device": str(run.engine.device), "loras": loras,
+        "guidance_scale": d.guidance_scale if settings.guidance_scale is None else settings.guidance_scale,
+        "sampler": settings.sampler or d.sampler, "device": str(run.engine.device), "loras": loras,
         "subject_photo": settings.subject_photo,
         "subject_prompt": settings.subject_prompt or default_subject_prompt(settings.subject_photo),
     }

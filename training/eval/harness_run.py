@@ -26,6 +26,8 @@ class HarnessRun:
     source: ModelSource  # the model every section uses
     seed: int  # the harness seed: every clip and every generation seed derives from it
     steps: int | None = None  # None: the model's default
+    sampler: str | None = None  # None: the model's default
+    guidance_scale: float | None = None  # None: the model's default
     loras: tuple[LoraSpec, ...] = ()  # for the subject section's "with LoRA" clips
 
     @property
@@ -48,7 +50,9 @@ class HarnessRun:
         return int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0] >> 1)
 
     def generate(self, seed: int, **fields) -> np.ndarray:
-        """uint8 frames (T, H, W, 3) of a request for this run's model and steps with `fields`, at `seed`."""
-        request = GenerationRequest(model=self.source.name, steps=self.steps, seed=seed, **fields)
+        """uint8 frames (T, H, W, 3) of a request for this run's model and sampling settings with `fields`, at
+        `seed`."""
+        request = GenerationRequest(model=self.source.name, steps=self.steps, sampler=self.sampler,
+                                    guidance_scale=self.guidance_scale, seed=seed, **fields)
         sampled = self.engine.sample(request)
         return np.concatenate(list(self.engine.iter_frames(sampled)))
