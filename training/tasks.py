@@ -230,8 +230,10 @@ class BatchBuilder:
 
         Without the latent cache a map is used once and forgotten, like the item it came from.
         """
-        take = self._foregrounds.get if self.cache_latents else self._foregrounds.pop
-        maps = [take(key, None) for key in keys]
+        maps = [self._foregrounds.get(key) for key in keys]
+        if not self.cache_latents:
+            for key in keys:
+                self._foregrounds.pop(key, None)
         return [torch.zeros_like(z[:1]) if m is None else m for m, z in zip(maps, latents)]
 
     def _drop(self, generator: torch.Generator) -> bool:

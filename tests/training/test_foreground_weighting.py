@@ -139,3 +139,12 @@ def test_trainer_loss_uses_the_weight_only_where_items_mark_a_subject(tmp_path):
     assert weighted != pytest.approx(plain, rel=1e-3)
     plain, weighted = losses("synthetic", {"length": 4})  # its items give no foreground
     assert weighted == pytest.approx(plain, rel=1e-6)
+
+
+def test_without_the_cache_the_maps_are_used_once_and_not_kept(builder):
+    uncached = BatchBuilder(vae=builder.vae, text_encoder=builder.captions.encoder, caption_dropout=0.0,
+                            cache_latents=False)
+    item = ToyWorldDataset(seed=3, length=1, width=64, height=64, num_frames=9, kind="shape")[0]
+    batch = uncached.single([item, item], [("a", 0), ("a", 0)], ["t2v"] * 2, (9, 64, 64), torch.Generator())
+    assert batch.foreground[0].max() == 1.0 and torch.equal(batch.foreground[0], batch.foreground[1])
+    assert uncached._foregrounds == {}
