@@ -66,8 +66,9 @@ def test_weighted_loss_counts_errors_on_the_subject_more():
     weights = foreground_weights(foreground, 4.0)
     plain = masked_mse(on_subject, target, given)
     assert masked_mse(on_subject, target, given, torch.ones_like(weights)) == pytest.approx(plain.item())
-    assert masked_mse(on_subject, target, given, weights * 3) == pytest.approx(masked_mse(on_subject, target, given, weights).item())
-    assert masked_mse(on_subject, target, given, weights) > plain > masked_mse(on_background, target, given, weights)
+    weighted = masked_mse(on_subject, target, given, weights)
+    assert masked_mse(on_subject, target, given, weights * 3) == pytest.approx(weighted.item())
+    assert weighted > plain > masked_mse(on_background, target, given, weights)
 
 
 @pytest.fixture(scope="module")
