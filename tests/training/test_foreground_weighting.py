@@ -1,15 +1,23 @@
 """Foreground-weighted flow matching: the toy world marks its objects, the batch puts the marks on the latent grid,
 and the loss counts those positions more by the recipe's `flow.foreground_weight`."""
 
+import dataclasses
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+from accelerate.state import AcceleratorState
 
-from training.config import parse_recipe
+from core.models.presets import MODEL_PRESETS
+from core.models.vae import build_vae
+from core.text.encoder import build_text_encoder
+from training.config import load_recipe, parse_recipe
 from training.data.toy_world.clips import toy_clip
 from training.data.toy_world.dataset import ToyShotsDataset, ToyWorldDataset
 from training.data.toy_world.render import object_coverage
 from training.data.toy_world.vocabulary import COLOURS
+from training.dit_trainer import DiTTrainer
 from training.flow_matching import foreground_weights, masked_mse
 from training.tasks import BatchBuilder, latent_grid_coverage
 
@@ -73,10 +81,6 @@ def test_weighted_loss_counts_errors_on_the_subject_more():
 
 @pytest.fixture(scope="module")
 def builder():
-    from core.models.presets import MODEL_PRESETS
-    from core.models.vae import build_vae
-    from core.text.encoder import build_text_encoder
-
     preset = MODEL_PRESETS["tiny"]
     torch.manual_seed(0)
     return BatchBuilder(vae=build_vae(preset.vae).eval(), text_encoder=build_text_encoder(preset.text_encoder),
@@ -110,14 +114,6 @@ def test_recipe_checks_the_weight():
 
 
 def test_trainer_loss_uses_the_weight_only_where_items_mark_a_subject(tmp_path):
-    import dataclasses
-    from pathlib import Path
-
-    from accelerate.state import AcceleratorState
-
-    from training.config import load_recipe
-    from training.dit_trainer import DiTTrainer
-
     recipe = load_recipe(Path(__file__).resolve().parents[2] / "training" / "recipes" / "tiny-smoke.toml",
                          output_dir=str(tmp_path / "run"))
 
