@@ -132,11 +132,17 @@ class FlowSettings:
     # Loss per latent position 1 + foreground_weight where an item's "foreground" marks its subject (the toy world
     # marks its objects), so a small object's shape counts against a large background; 0: every position alike.
     foreground_weight: float = 0.0
+    # The weight applies to samples at noise levels sigma <= this only. Above it the noisy clip does not yet show
+    # where the subject is, and a weight that depends on the answer pulls the prediction towards a subject at every
+    # place it could be (objects drawn twice); 1: at every noise level.
+    foreground_max_sigma: float = 1.0
 
     def __post_init__(self):
         _check(self.logit_std > 0, "logit_std", self.logit_std, "must be positive")
         _check(self.shift is None or self.shift > 0, "shift", self.shift, "must be positive")
         _check(self.foreground_weight >= 0, "foreground_weight", self.foreground_weight, "must be >= 0")
+        _check(0 < self.foreground_max_sigma <= 1, "foreground_max_sigma", self.foreground_max_sigma,
+               "must be in (0, 1]")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -26,7 +26,7 @@ from training.config import Recipe, Stage
 from training.datasets import LazyItems, ShardedStream, build_dataset
 from training.export import export_model, load_vae, render_validation_clips, shipped_weights
 from training.flow_matching import (
-    foreground_weights, masked_mse, noisy_latents, sample_sigmas, training_shift, velocity_target,
+    foreground_strengths, foreground_weights, masked_mse, noisy_latents, sample_sigmas, training_shift, velocity_target,
 )  # fmt: skip
 from training.lora import add_lora, save_lora
 from training.metrics import MetricsLog
@@ -164,7 +164,8 @@ class DiTTrainer:
         ).sample  # (B, C, T, h, w)
         weights = None
         if flow.foreground_weight and batch.foreground is not None:
-            weights = foreground_weights(batch.foreground, flow.foreground_weight)
+            strengths = foreground_strengths(sigmas, flow.foreground_weight, flow.foreground_max_sigma)
+            weights = foreground_weights(batch.foreground, strengths)
         return masked_mse(prediction, velocity_target(batch.latents, noise), batch.condition_mask, weights)
 
     def _enter_stage(self, index: int, positions: dict[str, int] | None = None) -> None:

@@ -39,15 +39,28 @@ def velocity_target(latents: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     return noise - latents
 
 
-def foreground_weights(foreground: torch.Tensor, strength: float) -> torch.Tensor:
+def foreground_weights(foreground: torch.Tensor, strength: float | torch.Tensor) -> torch.Tensor:
     """Loss weights 1 + strength * foreground, scaled so that each clip's weights average 1. (B, 1, T, h, w)
 
     `foreground` (B, 1, T, h, w) in [0, 1] marks the subject on the latent grid (training.tasks.BatchBuilder). A
     clip's subject then counts (1 + strength)x its background per position, and the clip as a whole as much as any
-    other; a clip without a subject (all zeros) keeps weight 1 everywhere. Strength 0 is the plain loss.
+    other; a clip without a subject (all zeros) keeps weight 1 everywhere. Strength 0 is the plain loss; a (B,)
+    tensor gives each clip its own.
     """
-    weights = 1 + strength * foreground.float()
+    strength = torch.as_tensor(strength, dtype=torch.float32, device=foreground.device)
+    weights = 1 + strength.view(-1, *([1] * (foreground.ndim - 1))) * foreground.float()
     return weights / weights.mean(dim=(1, 2, 3, 4), keepdim=True)
+
+
+def foreground_strengths(sigmas: torch.Tensor, strength: float, max_sigma: float) -> torch.Tensor:
+    """(B,) foreground weight per sample: `strength` at noise levels up to `max_sigma`, 0 above.
+
+    A weight that depends on the target biases the regression: the best prediction becomes E[w v | x] / E[w | x],
+    which leans to the outcomes where the subject is. Where the noisy clip already shows where the subject is (low
+    noise) that changes nothing but emphasis; at high noise, where it could be in many places, it leans towards a
+    subject at each of them.
+    """
+    return torch.where(sigmas <= max_sigma, strength, 0.0).float()
 
 
 def masked_mse(prediction: torch.Tensor, target: torch.Tensor, given_mask: torch.Tensor,

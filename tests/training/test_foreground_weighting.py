@@ -18,7 +18,7 @@ from training.data.toy_world.dataset import ToyShotsDataset, ToyWorldDataset
 from training.data.toy_world.render import object_coverage
 from training.data.toy_world.vocabulary import COLOURS
 from training.dit_trainer import DiTTrainer
-from training.flow_matching import foreground_weights, masked_mse
+from training.flow_matching import foreground_strengths, foreground_weights, masked_mse
 from training.tasks import BatchBuilder, latent_grid_coverage
 
 
@@ -106,25 +106,41 @@ def test_batches_carry_the_foreground_for_single_and_multi_shot_samples(builder)
     assert torch.equal(shots.foreground[0, :, :2], first)
 
 
+def test_the_weight_applies_only_up_to_the_noise_cutoff():
+    sigmas = torch.tensor([0.1, 0.5, 0.51, 0.9])
+    strengths = foreground_strengths(sigmas, 4.0, 0.5)
+    assert strengths.tolist() == [4.0, 4.0, 0.0, 0.0]
+    foreground = torch.zeros(4, 1, 2, 4, 4)
+    foreground[:, :, :, :2, :2] = 1.0
+    weights = foreground_weights(foreground, strengths)
+    assert torch.equal(weights[2:], torch.ones_like(weights[2:]))  # above the cutoff: the plain loss
+    assert torch.equal(weights[0], foreground_weights(foreground[:1], 4.0)[0])
+    assert weights[0, 0, 0, 0, 0] == pytest.approx(5 * weights[0, 0, 0, 3, 3].item())
+
+
 def test_recipe_checks_the_weight():
     table = {"name": "x", "output_dir": "out", "stages": [{"steps": 1, "width": 64, "height": 64, "frames": 1}]}
     assert parse_recipe({**table, "flow": {"foreground_weight": 4.0}}).flow.foreground_weight == 4.0
     with pytest.raises(ValueError, match="foreground_weight.*-1"):
         parse_recipe({**table, "flow": {"foreground_weight": -1}})
+    assert parse_recipe({**table, "flow": {"foreground_max_sigma": 0.7}}).flow.foreground_max_sigma == 0.7
+    for bad in (0, 1.5):
+        with pytest.raises(ValueError, match=f"foreground_max_sigma.*{bad}"):
+            parse_recipe({**table, "flow": {"foreground_max_sigma": bad}})
 
 
 def test_trainer_loss_uses_the_weight_only_where_items_mark_a_subject(tmp_path):
     recipe = load_recipe(Path(__file__).resolve().parents[2] / "training" / "recipes" / "tiny-smoke.toml",
                          output_dir=str(tmp_path / "run"))
 
-    def losses(source: str, options: dict) -> list[float]:
+    def losses(source: str, options: dict, max_sigma: float = 1.0) -> list[float]:
         """The same batch's loss, from the same weights and noise, with foreground_weight 0 and 4."""
         values = []
         for strength in (0.0, 4.0):
             AcceleratorState._reset_state(reset_partial_state=True)
             trainer = DiTTrainer(dataclasses.replace(
                 recipe, data=dataclasses.replace(recipe.data, source=source, options=options),
-                flow=dataclasses.replace(recipe.flow, foreground_weight=strength)))
+                flow=dataclasses.replace(recipe.flow, foreground_weight=strength, foreground_max_sigma=max_sigma)))
             trainer._enter_stage(1)
             trainer.ratios = {name: float(name == "t2v") for name in trainer.ratios}
             batch = trainer.next_batch(recipe.stages[1])
@@ -135,6 +151,8 @@ def test_trainer_loss_uses_the_weight_only_where_items_mark_a_subject(tmp_path):
     plain, weighted = losses("toy_world", {"length": 4, "kind": "shape"})
     assert weighted != pytest.approx(plain, rel=1e-3)
     plain, weighted = losses("synthetic", {"length": 4})  # its items give no foreground
+    assert weighted == pytest.approx(plain, rel=1e-6)
+    plain, weighted = losses("toy_world", {"length": 4, "kind": "shape"}, max_sigma=1e-6)  # every sample above it
     assert weighted == pytest.approx(plain, rel=1e-6)
 
 
