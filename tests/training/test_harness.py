@@ -145,6 +145,8 @@ def test_a_perfect_model_meets_the_adherence_target(oracle):
     assert result["scores"]["colour+shape+motion"] == 1.0 and not result["skipped"]
     colours = {clip["triple"][0] for clip in result["clips"]}
     assert len(result["clips"]) == 6 and len(colours) == 6  # spread over the triples, not the first six
+    assert all([[f["colour"], f["shape"], f["motion"]] for f in clip["found"]] == [clip["triple"]]
+               for clip in result["clips"])  # what the detectors saw is kept with each clip
 
 
 def test_seen_triples_are_ones_training_shows_and_a_perfect_model_gets_them(oracle):

@@ -26,17 +26,24 @@ def object_agreement(want: ObjectTruth, got: DetectedObject) -> dict[str, bool]:
 
 
 def prompt_adherence(frames: np.ndarray, truth: ClipTruth) -> dict[str, float]:
+    """Per-attribute scores of `frames` against `truth`; see `adherence_with_findings`."""
+    return adherence_with_findings(frames, truth)[0]
+
+
+def adherence_with_findings(frames: np.ndarray, truth: ClipTruth) -> tuple[dict[str, float], list[dict[str, str]]]:
     """Per-attribute scores in [0, 1] of `frames` against `truth` (from a toy caption's spec).
 
     Scene clips: count (1 if the number of objects is right), colour, shape, motion and size (the
     fraction of asked-for objects shown with that attribute), camera (1 if the camera moves as
     asked, or stays still when not asked to move) and overall (mean of count, colour, shape and
     motion, plus camera when a move was asked for). Photo clips: camera and overall.
+    Findings: what the detectors saw, one dict per detected object (colour, shape, size, motion), so
+    a miss can be read as what was drawn instead (an "up-left" that moved "up").
     """
     check_frames(frames)
     if truth.photo is not None:
         camera = float(estimate_camera(frames).label == truth.camera)
-        return {"camera": camera, "overall": camera}
+        return {"camera": camera, "overall": camera}, []
     analysis = analyse_clip(frames)
     want, got = truth.objects, analysis.objects
     totals = {"colour": 0.0, "shape": 0.0, "motion": 0.0, "size": 0.0}
@@ -54,4 +61,5 @@ def prompt_adherence(frames: np.ndarray, truth: ClipTruth) -> dict[str, float]:
     if truth.camera is not None:
         overall.append(scores["camera"])
     scores["overall"] = float(np.mean(overall))
-    return scores
+    findings = [{"colour": g.colour, "shape": g.shape, "size": g.size, "motion": g.motion} for g in got]
+    return scores, findings

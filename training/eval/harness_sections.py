@@ -20,7 +20,7 @@ from core.models.vae import decode_latents, encode_video
 from core.request import ShotSpec
 from training.data.toy_world import HELD_OUT_TRIPLES, render_clip, sample_truth, toy_clip, toy_shots
 from training.data.toy_world.captions import photo_caption
-from training.eval.adherence import prompt_adherence
+from training.eval.adherence import adherence_with_findings, prompt_adherence
 from training.eval.caption_sensitivity import caption_variants, denoising_losses, sensitivity_summary
 from training.eval.harness_run import HarnessRun
 from training.eval.metrics import psnr, ssim, subject_consistency, temporal_consistency
@@ -99,10 +99,10 @@ def _held_out_truth(run: HarnessRun, i: int):
 
 def adherence_record(seed: int, truth, frames: np.ndarray) -> dict:
     """One generated clip scored against the toy-world truth it was asked for."""
-    scores = prompt_adherence(frames, truth)
+    scores, found = adherence_with_findings(frames, truth)
     all_three = all(scores[name] == 1.0 for name in ("colour", "shape", "motion"))
     return {"seed": seed, "triple": list(truth.objects[0].triple), "caption": truth.caption, "scores": scores,
-            HEADLINE: all_three, "temporal_consistency": temporal_consistency(frames)}
+            HEADLINE: all_three, "found": found, "temporal_consistency": temporal_consistency(frames)}
 
 
 def adherence_summary(clips: list[dict]) -> dict:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from training.data.toy_world import sample_truth, toy_clip
-from training.eval.adherence import prompt_adherence
+from training.eval.adherence import adherence_with_findings, prompt_adherence
 from training.eval.detect import analyse_clip, count_objects, detect_objects, dominant_motion
 from training.eval.validate_detectors import clip_agreement
 
@@ -68,6 +68,15 @@ def test_real_clip_adheres_to_its_own_truth_and_not_to_another():
     other = next(t for t in (sample_truth(s, kind="shape", camera=False) for s in range(100, 200))
                  if t.objects[0].colour != clip.truth.objects[0].colour and t.objects[0].motion != clip.truth.objects[0].motion)
     assert prompt_adherence(clip.frames, other)["overall"] < 1.0
+
+
+def test_findings_name_what_was_drawn_even_when_it_was_not_asked_for():
+    clip = toy_clip(_seed_with_motion("left"), kind="shape", camera=False)
+    drawn = clip.truth.objects[0]
+    asked = sample_truth(_seed_with_motion("right"), kind="shape", camera=False)
+    scores, found = adherence_with_findings(clip.frames, asked)
+    assert scores["motion"] == 0.0
+    assert found == [{"colour": drawn.colour, "shape": drawn.shape, "size": drawn.size, "motion": "left"}]
 
 
 def test_photo_adherence_checks_the_camera():
