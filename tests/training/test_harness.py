@@ -88,12 +88,13 @@ def test_sampler_and_guidance_reach_every_generation_and_the_report():
     engine = Engine(device="cpu")
     source = resolve_model("random:tiny")
     default = HarnessRun(engine, source, seed=0, steps=2).generate(1, prompt="a red circle on black")
-    for changed in ({"sampler": "heun"}, {"guidance_scale": 1.0}):
+    for changed in ({"sampler": "heun"}, {"guidance_scale": 1.0}, {"shift": 9.0}):
         other = HarnessRun(engine, source, seed=0, steps=2, **changed).generate(1, prompt="a red circle on black")
         assert other.shape == default.shape and not np.array_equal(other, default), changed
-    settings = HarnessSettings("random:tiny", ("vae",), {"vae": 1}, steps=1, sampler="unipc", guidance_scale=2.5)
+    settings = HarnessSettings("random:tiny", ("vae",), {"vae": 1}, steps=1, sampler="unipc", guidance_scale=2.5,
+                               shift=9.0)
     recorded = run_harness(settings, engine)["settings"]
-    assert (recorded["sampler"], recorded["guidance_scale"]) == ("unipc", 2.5)
+    assert (recorded["sampler"], recorded["guidance_scale"], recorded["shift"]) == ("unipc", 2.5, 9.0)
     recorded = run_harness(HarnessSettings("random:tiny", ("vae",), {"vae": 1}, steps=1), engine)["settings"]
     assert (recorded["sampler"], recorded["guidance_scale"]) == (source.defaults.sampler, source.defaults.guidance_scale)
 
@@ -191,6 +192,7 @@ def test_subject_is_found_only_where_the_lora_draws_it(oracle):
     (["--steps", "0"], "got 0"),
     (["--sampler", "ddim"], "'ddim'"),
     (["--guidance-scale", "-1"], "got -1.0"),
+    (["--shift", "0"], "--shift must be from 0.01 to 100, got 0.0"),
     (["--lora", "{folder}/missing.safetensors"], "missing.safetensors"),
     (["--lora", "{folder}/subject.safetensors:9"], "got 9.0"),
     (["--lora", "{folder}/subject.safetensors:strong"], "'strong'"),

@@ -1,7 +1,7 @@
 """Evaluation harness: how well a Kelp model does the toy world's tasks, section by section.
 
 Run from the repo root: `python -m training.eval.harness --model MODEL [--sections adherence,i2v,...]
-[--count N] [--seed S] [--steps K] [--sampler euler|heun|unipc] [--guidance-scale G] [--lora PATH[:STRENGTH]]
+[--count N] [--seed S] [--steps K] [--sampler euler|heun|unipc] [--guidance-scale G] [--shift S] [--lora PATH[:STRENGTH]]
 [--subject-photo cat --subject-prompt "..."] [--out bench/results/harness-<name>.json]`. Prints a markdown table
 and writes JSON: the model and its weights hash, the settings, per-section scores and per-clip details, timestamps
 and wall time. Exit status 2 for bad arguments (checked before any weights load), else 0.
@@ -52,6 +52,7 @@ class HarnessSettings:
     subject_prompt: str | None = None
     device: str = "auto"
     out: Path | None = None
+    shift: float | None = None
 
 
 def parse_lora(text: str) -> LoraSpec:
@@ -79,6 +80,8 @@ def parse_args(argv: list[str] | None) -> HarnessSettings:
     parser.add_argument("--sampler", default=None, choices=SAMPLERS, help="sampler (default: the model's)")
     parser.add_argument("--guidance-scale", type=float, default=None,
                         help="classifier-free guidance (default: the model's)")
+    parser.add_argument("--shift", type=float, default=None,
+                        help="timestep shift (default: the model's, scaled by clip size)")
     parser.add_argument("--lora", action="append", default=[], metavar="PATH[:STRENGTH]",
                         help="LoRA for the subject section's 'with LoRA' clips (repeatable)")
     parser.add_argument("--subject-photo", default=DEFAULT_PHOTO, help=f"toy-world photo, one of {sorted(PHOTOS)}")
@@ -99,6 +102,8 @@ def parse_args(argv: list[str] | None) -> HarnessSettings:
         parser.error(f"--steps must be from 1 to 500, got {args.steps}")
     if args.guidance_scale is not None and not 0 <= args.guidance_scale <= 50:
         parser.error(f"--guidance-scale must be from 0 to 50, got {args.guidance_scale}")
+    if args.shift is not None and not 0.01 <= args.shift <= 100:
+        parser.error(f"--shift must be from 0.01 to 100, got {args.shift}")
     if args.subject_photo not in PHOTOS:
         parser.error(f"--subject-photo must be one of {sorted(PHOTOS)}, got {args.subject_photo!r}")
     if args.subject_prompt is not None and not args.subject_prompt.strip():
@@ -110,7 +115,7 @@ def parse_args(argv: list[str] | None) -> HarnessSettings:
         parser.error(str(err))
     counts = {s: min(args.count or DEFAULT_COUNTS[s], MAX_COUNTS.get(s, math.inf)) for s in sections}
     return HarnessSettings(args.model, sections, counts, args.seed, args.steps, args.sampler, args.guidance_scale,
-                           loras, args.subject_photo, args.subject_prompt, args.device, args.out)
+                           loras, args.subject_photo, args.subject_prompt, args.device, args.out, args.shift)
 
 
 def default_out(model: str) -> Path:
@@ -125,7 +130,7 @@ def run_harness(settings: HarnessSettings, engine: Engine | None = None) -> dict
     engine = engine or Engine(device=settings.device)
     source = resolve_model(settings.model, engine.model_dirs)
     run = HarnessRun(engine, source, settings.seed, settings.steps, settings.sampler, settings.guidance_scale,
-                     settings.loras)
+                     settings.loras, settings.shift)
     results = {}
     for section in settings.sections:
         results[section] = run_section(run, section, settings)
@@ -165,7 +170,8 @@ def settings_record(settings: HarnessSettings, run: HarnessRun) -> dict:
         "sections": list(settings.sections), "counts": settings.counts, "seed": settings.seed,
         "steps": settings.steps or d.steps, "width": d.width, "height": d.height, "num_frames": d.num_frames,
         "guidance_scale": d.guidance_scale if settings.guidance_scale is None else settings.guidance_scale,
-        "sampler": settings.sampler or d.sampler, "device": str(run.engine.device), "loras": loras,
+        "sampler": settings.sampler or d.sampler, "shift": settings.shift,  # None: the model's, scaled by size
+        "device": str(run.engine.device), "loras": loras,
         "subject_photo": settings.subject_photo,
         "subject_prompt": settings.subject_prompt or default_subject_prompt(settings.subject_photo),
     }

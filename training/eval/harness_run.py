@@ -29,6 +29,7 @@ class HarnessRun:
     sampler: str | None = None  # None: the model's default
     guidance_scale: float | None = None  # None: the model's default
     loras: tuple[LoraSpec, ...] = ()  # for the subject section's "with LoRA" clips
+    shift: float | None = None  # None: the model's, scaled by clip size
 
     @property
     def defaults(self) -> GenerationDefaults:
@@ -53,6 +54,6 @@ class HarnessRun:
         """uint8 frames (T, H, W, 3) of a request for this run's model and sampling settings with `fields`, at
         `seed`."""
         request = GenerationRequest(model=self.source.name, steps=self.steps, sampler=self.sampler,
-                                    guidance_scale=self.guidance_scale, seed=seed, **fields)
+                                    guidance_scale=self.guidance_scale, shift=self.shift, seed=seed, **fields)
         sampled = self.engine.sample(request)
         return np.concatenate(list(self.engine.iter_frames(sampled)))
