@@ -1,10 +1,10 @@
 """Evaluation harness: how well a Kelp model does the toy world's tasks, section by section.
 
 Run from the repo root: `python -m training.eval.harness --model MODEL [--sections adherence,i2v,...]
-[--count N] [--seed S] [--steps K] [--sampler euler|heun|unipc] [--guidance-scale G] [--shift S] [--lora PATH[:STRENGTH]]
-[--subject-photo cat --subject-prompt "..."] [--out bench/results/harness-<name>.json]`. Prints a markdown table
-and writes JSON: the model and its weights hash, the settings, per-section scores and per-clip details, timestamps
-and wall time. Exit status 2 for bad arguments (checked before any weights load), else 0.
+[--count N] [--seed S] [--steps K] [--sampler euler|heun|unipc] [--guidance-scale G] [--shift S]
+[--lora PATH[:STRENGTH]] [--subject-photo cat --subject-prompt "..."] [--out bench/results/harness-<name>.json]`.
+Prints a markdown table and writes JSON: the model and its weights hash, the settings, per-section scores and
+per-clip details, timestamps and wall time. Exit status 2 for bad arguments (checked before any weights load), else 0.
 
 Sections (see harness_sections): adherence to held-out prompts (and, to tell why it falls short, to prompts
 training shows and of the held-out clips through the VAE alone), caption sensitivity (which caption words the
