@@ -60,6 +60,9 @@ class ModelSettings:
     # vae: train init_from's decoder alone; its encoder and latent statistics stay as they are, so the latents (and
     # a DiT trained on them) do not change while reconstructions get better.
     decoder_only: bool = False
+    # vae with decoder_only: first widen init_from's decoder to this base width (training.vae_widen: it decodes
+    # exactly as before, then trains with the extra channels); None: the decoder's own width
+    decoder_base_dim: int | None = None
     # dit: a folder holding the preset's text encoder (e.g. one packed by training.pack_text_encoder for a machine
     # without the encoder's package); None: the installed package's copy
     text_encoder_path: str | None = None
@@ -67,6 +70,8 @@ class ModelSettings:
     def __post_init__(self):
         _check(self.mixed_precision in MIXED_PRECISION, "mixed_precision", self.mixed_precision,
                f"must be one of {list(MIXED_PRECISION)}")
+        _check(self.decoder_base_dim is None or _is_int(self.decoder_base_dim, 4), "decoder_base_dim",
+               self.decoder_base_dim, "must be an int >= 4 or absent")
         _check(self.text_encoder_path is None or (isinstance(self.text_encoder_path, str) and self.text_encoder_path),
                "text_encoder_path", self.text_encoder_path, "must be a folder path")
 
@@ -284,8 +289,12 @@ class Recipe:
             if self.model.decoder_only:
                 _check(self.model.init_from is not None, "model.init_from", None,
                        "must name the VAE whose decoder model.decoder_only trains")
+            _check(self.model.decoder_base_dim is None or self.model.decoder_only, "model.decoder_base_dim",
+                   self.model.decoder_base_dim, "widens init_from's decoder: it needs model.decoder_only = true")
         else:
             _check(not self.model.decoder_only, "model.decoder_only", True, "is for kind 'vae' only")
+            _check(self.model.decoder_base_dim is None, "model.decoder_base_dim", self.model.decoder_base_dim,
+                   "is for kind 'vae' only")
         if self.lora is not None:
             _check(self.model.init_from is not None, "model.init_from", None,
                    "must name the base model when training a LoRA")

@@ -34,6 +34,7 @@ from training.run_setup import (
 from training.vae_losses import (
     PatchDiscriminator3D, edge_loss, hinge_discriminator_loss, hinge_generator_loss, kl_loss, structural_loss,
 )  # fmt: skip
+from training.vae_widen import widen_decoder
 
 logger = logging.getLogger("training")
 LOSS_COLUMNS = ("l1", "l2", "kl", "ssim", "edge", "gan", "disc", "psnr")
@@ -82,6 +83,8 @@ class VAETrainer:
         init = recipe.model.init_from
         if init is not None:
             self.vae = load_vae(init, "model.init_from")
+            if recipe.model.decoder_base_dim is not None:
+                self.vae = widen_decoder(self.vae, recipe.model.decoder_base_dim, seed=recipe.seed)
         else:
             self.vae = build_vae(VAE_PRESETS[recipe.model.preset])
         self.vae.train().requires_grad_(True)

@@ -184,6 +184,17 @@ def build_vae(config: VAEConfig | str) -> AutoencoderKLWan:
     return vae.eval()
 
 
+def vae_from_config(config: dict) -> AutoencoderKLWan:
+    """A randomly initialised VAE from a saved config (as `vae.config` or config.json holds it), with Kelp's
+    first-frame convolutions and the norm named by its `kelp_norm` (Wan's RMS norm when absent)."""
+    norm = config.get("kelp_norm", "rms")
+    if norm not in NORMS:
+        raise ValueError(f"`kelp_norm` must be one of {NORMS}, got {norm!r}")
+    kwargs = {k: v for k, v in config.items() if not k.startswith("_") and k != "kelp_norm"}
+    vae = use_first_frame_conv(AutoencoderKLWan(**kwargs))
+    return _use_group_norm(vae) if norm == "group" else vae
+
+
 def load_vae_folder(folder: str | Path) -> AutoencoderKLWan:
     """A VAE saved with `save_pretrained` (safetensors only), with the norm it was trained with."""
     folder = Path(folder)
@@ -193,8 +204,7 @@ def load_vae_folder(folder: str | Path) -> AutoencoderKLWan:
         raise ValueError(f"{str(folder / 'config.json')!r}: `kelp_norm` must be one of {NORMS}, got {norm!r}")
     if norm == "rms":
         return use_first_frame_conv(AutoencoderKLWan.from_pretrained(folder, use_safetensors=True))
-    kwargs = {k: v for k, v in config.items() if not k.startswith("_") and k != "kelp_norm"}
-    vae = _use_group_norm(use_first_frame_conv(AutoencoderKLWan(**kwargs)))
+    vae = vae_from_config(config)
     from safetensors.torch import load_file
 
     weights = sorted(folder.glob("*.safetensors"))
