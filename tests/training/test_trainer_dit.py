@@ -24,13 +24,7 @@ from training.tasks import BatchBuilder, first_last_window
 RECIPE = Path(__file__).resolve().parents[2] / "training" / "recipes" / "tiny-smoke.toml"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from a second thread, and a spinning OpenMP thread stalls on a busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/training/conftest.py
 
 
 def fresh_trainer(recipe, **kwargs) -> DiTTrainer:

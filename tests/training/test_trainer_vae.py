@@ -16,13 +16,7 @@ from training.vae_losses import PatchDiscriminator3D, edge_loss, ssim, structura
 from training.vae_trainer import VAETrainer
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from a second thread, and a spinning OpenMP thread stalls on a busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/training/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -13,12 +13,7 @@ from training.vae_trainer import VAETrainer, decode_for_training
 from training.vae_widen import channel_map, widen_decoder
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/training/conftest.py
 
 
 def _perturbed(preset: str) -> torch.nn.Module:
