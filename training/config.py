@@ -247,9 +247,13 @@ class VAELossSettings:
     adversarial_start: int = 0  # optimizer step from which the discriminator trains and the GAN loss applies
     disc_learning_rate: float | None = None  # None: optim.learning_rate
     latent_stats_samples: int = 64  # training items encoded after training to set latents_mean / latents_std
+    # weight of the mean squared distance, in units of init_from's latents_std, between the encoder's latent means
+    # and those of init_from's (frozen) encoder: the encoder learns while its latents stay close to the ones a
+    # transformer was trained on; the export keeps init_from's latent statistics. 0 turns it off.
+    latent_anchor: float = 0.0
 
     def __post_init__(self):
-        for name in ("l1", "l2", "kl", "ssim", "edge", "adversarial"):
+        for name in ("l1", "l2", "kl", "ssim", "edge", "adversarial", "latent_anchor"):
             _check(getattr(self, name) >= 0, name, getattr(self, name), "must be >= 0")
         _check(_is_int(self.adversarial_start), "adversarial_start", self.adversarial_start, "must be an int >= 0")
         _check(self.disc_learning_rate is None or self.disc_learning_rate > 0, "disc_learning_rate",
@@ -291,6 +295,11 @@ class Recipe:
                        "must name the VAE whose decoder model.decoder_only trains")
             _check(self.model.decoder_base_dim is None or self.model.decoder_only, "model.decoder_base_dim",
                    self.model.decoder_base_dim, "widens init_from's decoder: it needs model.decoder_only = true")
+            anchor = self.vae_loss.latent_anchor
+            _check(anchor == 0 or self.model.init_from is not None, "vae_loss.latent_anchor", anchor,
+                   "keeps init_from's latents: it needs model.init_from")
+            _check(anchor == 0 or not self.model.decoder_only, "vae_loss.latent_anchor", anchor,
+                   "trains the encoder: model.decoder_only already keeps the latents exactly")
         else:
             _check(not self.model.decoder_only, "model.decoder_only", True, "is for kind 'vae' only")
             _check(self.model.decoder_base_dim is None, "model.decoder_base_dim", self.model.decoder_base_dim,

@@ -1,13 +1,15 @@
 """Trains Kelp's causal video VAE (diffusers' AutoencoderKLWan) on clips and images (one-frame clips).
 
 Loss: L1 + KL (small weight) + a structural perceptual term (SSIM, image gradients; see vae_losses) and, from a
-chosen step, an optional PatchGAN hinge loss. After training, the per-channel mean and std of the latents of
+chosen step, an optional PatchGAN hinge loss. With `latent_anchor`, a pull of the encoder's latents towards those of
+init_from's frozen encoder, so that a transformer trained on the old latents still fits. After training, the per-channel mean and std of the latents of
 training data go into the VAE config (`latents_mean` / `latents_std`), so that `encode_video`'s normalized
 latents have about unit variance, which the transformer's noise schedule assumes.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import secrets
@@ -37,7 +39,7 @@ from training.vae_losses import (
 from training.vae_widen import widen_decoder
 
 logger = logging.getLogger("training")
-LOSS_COLUMNS = ("l1", "l2", "kl", "ssim", "edge", "gan", "disc", "psnr")
+LOSS_COLUMNS = ("l1", "l2", "kl", "ssim", "edge", "anchor", "gan", "disc", "psnr")
 
 
 def decode_for_training(vae: AutoencoderKLWan, z: torch.Tensor) -> torch.Tensor:
@@ -87,6 +89,11 @@ class VAETrainer:
                 self.vae = widen_decoder(self.vae, recipe.model.decoder_base_dim, seed=recipe.seed)
         else:
             self.vae = build_vae(VAE_PRESETS[recipe.model.preset])
+        # init_from's encoder, frozen, and its latent std: what vae_loss.latent_anchor pulls the encoder towards
+        self.reference = self.anchor_std = None
+        if losses.latent_anchor > 0:
+            self.reference = copy.deepcopy(self.vae).eval().requires_grad_(False).to(acc.device)
+            self.anchor_std = torch.tensor(self.vae.config.latents_std, device=acc.device).view(1, -1, 1, 1, 1)
         self.vae.train().requires_grad_(True)
         if recipe.model.decoder_only:  # the encoder (and quant_conv) fixed: the latents stay what they were
             self.vae.encoder.requires_grad_(False)
@@ -160,6 +167,11 @@ class VAETrainer:
                 "ssim": structural_loss(reconstruction, video), "edge": edge_loss(reconstruction, video)}
         loss = (w.l1 * part["l1"] + w.l2 * part["l2"] + w.kl * part["kl"] + w.ssim * part["ssim"]
                 + w.edge * part["edge"])
+        if self.reference is not None:
+            with torch.no_grad():
+                anchor = self.reference.encode(video).latent_dist.mode().float()  # (B, z, T, h, w)
+            part["anchor"] = ((mean.float() - anchor) / self.anchor_std).pow(2).mean()
+            loss = loss + w.latent_anchor * part["anchor"]
         if gan:
             # The discriminator's weights as constants: the gradient reaches the VAE, not the discriminator.
             frozen = {name: p.detach() for name, p in self.disc.named_parameters()}
@@ -193,14 +205,16 @@ class VAETrainer:
         if not acc.is_main_process:
             return
         w = self.recipe.vae_loss
-        loss = sum(getattr(w, k) * means[k] for k in ("l1", "l2", "kl", "ssim", "edge")) + w.adversarial * means.get("gan", 0)
+        loss = (sum(getattr(w, k) * means[k] for k in ("l1", "l2", "kl", "ssim", "edge"))
+                + w.latent_anchor * means.get("anchor", 0) + w.adversarial * means.get("gan", 0))
         samples = self.recipe.batch_size(stage) * len(parts) * acc.num_processes
         self.metrics.log({"step": self.step, "stage": stage.name or self.stage_index, "loss": loss, "lr": lr,
                           "grad_norm": float(grad_norm), "seconds_per_step": seconds,
                           "samples_per_s": samples / seconds, **means})
         if self.step % 10 == 0 or self.step in (1, self.recipe.total_steps):
-            logger.info("step %d/%d  l1 %.4f  ssim-loss %.4f  psnr %.2f dB  %.3f s/step", self.step,
-                        self.recipe.total_steps, means["l1"], means["ssim"], means["psnr"], seconds)
+            drift = f"  latent drift {means['anchor'] ** 0.5:.3f} std" if "anchor" in means else ""
+            logger.info("step %d/%d  l1 %.4f  ssim-loss %.4f  psnr %.2f dB%s  %.3f s/step", self.step,
+                        self.recipe.total_steps, means["l1"], means["ssim"], means["psnr"], drift, seconds)
 
     # ------------------------------------------------------------------------------------------------
     # State and export
@@ -247,7 +261,9 @@ class VAETrainer:
         """The trained VAE (EMA if kept) with its latent statistics, as a folder `model.vae_from` accepts."""
         folder = Path(folder or self.output_dir / "vae")
         vae = shipped_weights(self.vae, self.ema)
-        if not self.recipe.model.decoder_only:  # else init_from's statistics: the same encoder, the same latents
+        # decoder_only: init_from's statistics (the same encoder, the same latents); latent_anchor: init_from's too,
+        # the latent space the anchor kept and a transformer was trained on
+        if not self.recipe.model.decoder_only and self.recipe.vae_loss.latent_anchor == 0:
             mean, std = self.latent_statistics(vae)
             vae.register_to_config(latents_mean=mean, latents_std=std)
         tmp = folder.with_name(f".{folder.name}.tmp-{secrets.token_hex(4)}")

@@ -103,3 +103,60 @@ def test_decoder_only_needs_a_vae_to_start_from():
     with pytest.raises(ValueError, match="model.decoder_only"):
         parse_recipe({"kind": "dit", "name": "x", "output_dir": "x", "model": {"preset": "tiny", "decoder_only": True},
                       "stages": [{"steps": 1, "width": 32, "height": 32, "frames": 1}]})
+
+
+def _drift(vae, base, video) -> float:
+    """RMS distance between the two VAEs' latent means for `video`, in units of `base`'s latent std."""
+    std = torch.tensor(base.config.latents_std).view(1, -1, 1, 1, 1)
+    with torch.no_grad():
+        means = [v.encode(video).latent_dist.mode() for v in (vae, base)]
+    return ((means[0] - means[1]) / std).pow(2).mean().sqrt().item()
+
+
+def _encoder_run(init_from, output_dir, latent_anchor: float) -> VAETrainer:
+    recipe = parse_recipe({
+        "kind": "vae", "name": "vae-encoder", "output_dir": str(output_dir), "seed": 3,
+        "model": {"preset": "small", "init_from": str(init_from)},
+        "data": {"batch_size": 2, "options": {"length": 6}},
+        "optim": {"learning_rate": 3e-3, "warmup_steps": 0, "ema_decay": 0.0},
+        "vae_loss": {"kl": 0.0, "latent_anchor": latent_anchor, "latent_stats_samples": 6},
+        "checkpoint": {"interval": 100}, "stages": [{"steps": 6, "width": 32, "height": 32, "frames": 5}],
+    })  # fmt: skip
+    AcceleratorState._reset_state(reset_partial_state=True)
+    trainer = VAETrainer(recipe)
+    trainer.train()
+    return trainer
+
+
+def test_latent_anchor_trains_the_encoder_near_its_old_latents(trained, tmp_path):
+    _, _, output = trained
+    base = load_vae(str(output / "vae"))
+    video = build_dataset("synthetic", width=32, height=32, num_frames=5, seed=1, options={"length": 2})
+    video = torch.stack([video[i]["video"] for i in range(2)])
+    free = _encoder_run(output / "vae", tmp_path / "free", latent_anchor=0.0)
+    anchored = _encoder_run(output / "vae", tmp_path / "anchored", latent_anchor=100.0)
+    rows = list(csv.DictReader(open(tmp_path / "anchored" / "metrics.csv")))
+    # the logged anchor term is the squared drift of the batch's latents, 0 before the encoder first moves
+    assert float(rows[0]["anchor"]) == 0.0 and all(float(r["anchor"]) > 0 for r in rows[1:])
+    tuned = load_vae(str(tmp_path / "anchored" / "vae"))
+    assert any(not torch.equal(p, dict(base.named_parameters())[n])
+               for n, p in tuned.named_parameters() if n.startswith("encoder."))  # the encoder learned
+    # the latent space the transformer was trained on: init_from's statistics, not re-measured
+    assert tuned.config.latents_mean == base.config.latents_mean and tuned.config.latents_std == base.config.latents_std
+    free_vae = load_vae(str(tmp_path / "free" / "vae"))
+    assert free_vae.config.latents_std != base.config.latents_std  # without the anchor: measured again
+    assert _drift(tuned, base, video) < 0.5 * _drift(free_vae, base, video)
+
+
+def test_latent_anchor_needs_an_encoder_to_anchor_to_and_to_train():
+    stages = [{"steps": 1, "width": 32, "height": 32, "frames": 1}]
+    with pytest.raises(ValueError, match="vae_loss.latent_anchor"):
+        parse_recipe({"kind": "vae", "name": "x", "output_dir": "x", "model": {"preset": "small"},
+                      "vae_loss": {"latent_anchor": 0.1}, "stages": stages})
+    with pytest.raises(ValueError, match="vae_loss.latent_anchor"):
+        parse_recipe({"kind": "vae", "name": "x", "output_dir": "x",
+                      "model": {"preset": "small", "init_from": "kelp-small", "decoder_only": True},
+                      "vae_loss": {"latent_anchor": 0.1}, "stages": stages})
+    with pytest.raises(ValueError, match="latent_anchor"):
+        parse_recipe({"kind": "vae", "name": "x", "output_dir": "x", "model": {"preset": "small", "init_from": "x"},
+                      "vae_loss": {"latent_anchor": -1.0}, "stages": stages})
