@@ -1,10 +1,11 @@
 """Trains Kelp's causal video VAE (diffusers' AutoencoderKLWan) on clips and images (one-frame clips).
 
 Loss: L1 + KL (small weight) + a structural perceptual term (SSIM, image gradients; see vae_losses) and, from a
-chosen step, an optional PatchGAN hinge loss. With `latent_anchor`, a pull of the encoder's latents towards those of
-init_from's frozen encoder, so that a transformer trained on the old latents still fits. After training, the per-channel mean and std of the latents of
-training data go into the VAE config (`latents_mean` / `latents_std`), so that `encode_video`'s normalized
-latents have about unit variance, which the transformer's noise schedule assumes.
+chosen step, an optional PatchGAN hinge loss; with `latent_anchor`, a pull of the encoder's latents towards those of
+init_from's frozen encoder, so that a transformer trained on the old latents still fits. After training (unless the
+latents are init_from's), the per-channel mean and std of the latents of training data go into the VAE config
+(`latents_mean` / `latents_std`), so that `encode_video`'s normalized latents have about unit variance, which the
+transformer's noise schedule assumes.
 """
 
 from __future__ import annotations
