@@ -131,8 +131,8 @@ def _encoder_run(init_from, output_dir, latent_anchor: float) -> VAETrainer:
 def test_latent_anchor_trains_the_encoder_near_its_old_latents(trained, tmp_path):
     _, _, output = trained
     base = load_vae(str(output / "vae"))
-    video = build_dataset("synthetic", width=32, height=32, num_frames=5, seed=1, options={"length": 2})
-    video = torch.stack([video[i]["video"] for i in range(2)])
+    data = build_dataset("synthetic", width=32, height=32, num_frames=5, seed=1, options={"length": 2})
+    video = torch.stack([data[i]["video"] for i in range(2)])  # (2, 3, 5, 32, 32)
     free = _encoder_run(output / "vae", tmp_path / "free", latent_anchor=0.0)
     anchored = _encoder_run(output / "vae", tmp_path / "anchored", latent_anchor=100.0)
     rows = list(csv.DictReader(open(tmp_path / "anchored" / "metrics.csv")))
