@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -22,16 +23,49 @@ from training.config import OptimSettings, Recipe
 logger = logging.getLogger("training")
 
 
+# The probe: the small preset's MLP matmul at 128x128x17 (tokens x width x MLP width), small enough to time in well
+# under a second where bfloat16 is emulated. Above SLOW_BFLOAT16 times float32's time a run is warned.
+BFLOAT16_PROBE_SHAPE = (512, 384, 1536)
+SLOW_BFLOAT16 = 2.0
+
+
 def make_accelerator(recipe: Recipe) -> Accelerator:
     if recipe.model.mixed_precision == "fp16" and not torch.cuda.is_available():
         raise ValueError("`model.mixed_precision` 'fp16' needs a CUDA GPU; use 'bf16' or 'no' on CPU, got 'fp16'")
-    return Accelerator(
+    accelerator = Accelerator(
         # Without a GPU, processes started by `accelerate launch --multi_gpu` / torchrun join one gloo group.
         cpu=not torch.cuda.is_available(),
         mixed_precision=recipe.model.mixed_precision,
         gradient_accumulation_steps=recipe.optim.gradient_accumulation_steps,
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)],
     )
+    if recipe.model.mixed_precision == "bf16" and accelerator.device.type == "cpu" and accelerator.is_main_process:
+        slowdown = cpu_bfloat16_slowdown()
+        if slowdown > SLOW_BFLOAT16:
+            logger.warning(
+                "`model.mixed_precision` 'bf16' on a CPU without bfloat16 arithmetic (AVX512-BF16 or AMX on x86): "
+                "a bfloat16 matmul takes %.0fx as long as a float32 one here, so this run will be many times slower "
+                "than in float32. Stop it and pass --mixed-precision no (or set model.mixed_precision = \"no\").",
+                slowdown)
+    return accelerator
+
+
+def cpu_bfloat16_slowdown(repeats: int = 2) -> float:
+    """How many times as long a bfloat16 matmul takes as a float32 one on this CPU (best of `repeats` each): under 1
+    where the CPU has bfloat16 arithmetic, tens of times where PyTorch emulates it (x86 CPUs with AVX2 but not
+    AVX512). Leaves the random number generators alone."""
+    m, k, n = BFLOAT16_PROBE_SHAPE
+    seconds = []
+    for dtype in (torch.float32, torch.bfloat16):
+        a, b = torch.full((m, k), 0.5, dtype=dtype), torch.full((k, n), 0.25, dtype=dtype)
+        a @ b  # warm-up: first-call dispatch and allocation
+        best = math.inf
+        for _ in range(repeats):
+            start = time.perf_counter()
+            a @ b
+            best = min(best, time.perf_counter() - start)
+        seconds.append(best)
+    return seconds[1] / seconds[0]
 
 
 def build_optimizer(params: list[torch.nn.Parameter], optim: OptimSettings, total_steps: int, lr: float | None = None):
