@@ -46,9 +46,8 @@ class HarnessRun:
         return loaded
 
     def clip_seed(self, section: str, index: int) -> int:
-        """The seed of clip `index` of `section`: fixed for a harness seed, apart from training's clips."""
-        entropy = [_HARNESS_STREAM, int.from_bytes(section.encode(), "little"), self.seed, index]
-        return int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0] >> 1)
+        """The seed of clip `index` of `section` at this run's harness seed."""
+        return harness_clip_seed(self.seed, section, index)
 
     def generate(self, seed: int, **fields) -> np.ndarray:
         """uint8 frames (T, H, W, 3) of a request for this run's model and sampling settings with `fields`, at
@@ -57,3 +56,9 @@ class HarnessRun:
                                     guidance_scale=self.guidance_scale, shift=self.shift, seed=seed, **fields)
         sampled = self.engine.sample(request)
         return np.concatenate(list(self.engine.iter_frames(sampled)))
+
+
+def harness_clip_seed(harness_seed: int, section: str, index: int) -> int:
+    """The seed of clip `index` of harness section `section`: fixed for a harness seed, apart from training's clips."""
+    entropy = [_HARNESS_STREAM, int.from_bytes(section.encode(), "little"), harness_seed, index]
+    return int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0] >> 1)
