@@ -60,6 +60,9 @@ class ModelSettings:
     # vae: train init_from's decoder alone; its encoder and latent statistics stay as they are, so the latents (and
     # a DiT trained on them) do not change while reconstructions get better.
     decoder_only: bool = False
+    # vae: train init_from's encoder alone, its decoder fixed: the encoder learns latents that this decoder
+    # reconstructs better, in the decoder's own latent space (latent statistics kept, so a DiT's latents still decode).
+    encoder_only: bool = False
     # vae with decoder_only: first widen init_from's decoder to this base width (training.vae_widen: it decodes
     # exactly as before, then trains with the extra channels); None: the decoder's own width
     decoder_base_dim: int | None = None
@@ -293,6 +296,11 @@ class Recipe:
             if self.model.decoder_only:
                 _check(self.model.init_from is not None, "model.init_from", None,
                        "must name the VAE whose decoder model.decoder_only trains")
+            if self.model.encoder_only:
+                _check(self.model.init_from is not None, "model.init_from", None,
+                       "must name the VAE whose encoder model.encoder_only trains")
+                _check(not self.model.decoder_only, "model.encoder_only", True,
+                       "and model.decoder_only together would train nothing")
             _check(self.model.decoder_base_dim is None or self.model.decoder_only, "model.decoder_base_dim",
                    self.model.decoder_base_dim, "widens init_from's decoder: it needs model.decoder_only = true")
             anchor = self.vae_loss.latent_anchor
@@ -302,6 +310,7 @@ class Recipe:
                    "trains the encoder: model.decoder_only already keeps the latents exactly")
         else:
             _check(not self.model.decoder_only, "model.decoder_only", True, "is for kind 'vae' only")
+            _check(not self.model.encoder_only, "model.encoder_only", True, "is for kind 'vae' only")
             _check(self.model.decoder_base_dim is None, "model.decoder_base_dim", self.model.decoder_base_dim,
                    "is for kind 'vae' only")
         if self.lora is not None:

@@ -5,7 +5,8 @@ atomically, its size checked against the budget for a bundled model.
                             [--vae runs/vae-small-decoder/vae]
 
 `--vae` ships a refined VAE in place of the model's own: one whose decoder was trained further with the encoder
-fixed (`model.decoder_only`), so the DiT's latents are unchanged. Any other VAE is refused.
+fixed (`model.decoder_only`), so the DiT's latents are unchanged, or whose encoder was with the decoder fixed
+(`model.encoder_only`), so every latent the DiT makes decodes as before. Any other VAE is refused.
 
 The engine loads the float16 files into float32 (or whatever dtype it runs in): storage precision only. float16
 rather than bfloat16 because small models' weights fit its range and it keeps 3 more mantissa bits.
@@ -34,9 +35,9 @@ DEFAULT_MAX_MB = 50.0  # issue 3: the bundled model at most ~50 MB in all
 def ship_model(model: str, *, name: str, assets_dir: str | Path = BUNDLED_MODELS_DIR,
                max_mb: float = DEFAULT_MAX_MB, vae: str | Path | None = None) -> Path:
     """Copy the model folder `model` to `assets_dir/name` with its float weights as float16; returns the folder.
-    `vae`: a VAE folder to ship instead of the model's own; it must have the same encoder and latent statistics.
-    Raises ValueError (naming the argument) for a bad name, a weight float16 cannot hold, a VAE with another
-    encoder, or a folder over `max_mb`; the previous `assets_dir/name` stays untouched then."""
+    `vae`: a VAE folder to ship instead of the model's own; it must have the same latent statistics and the same
+    encoder or the same decoder. Raises ValueError (naming the argument) for a bad name, a weight float16 cannot hold,
+    a VAE with both halves changed, or a folder over `max_mb`; the previous `assets_dir/name` stays untouched then."""
     source = resolve_model(model)
     if source.folder is None:
         raise ValueError(f"`model` must be a trained model folder, got {model!r} (random weights)")
@@ -45,7 +46,7 @@ def ship_model(model: str, *, name: str, assets_dir: str | Path = BUNDLED_MODELS
     if is_quantized_folder(source.folder / "transformer"):
         raise ValueError(f"`model` {model!r} is saved quantized; ship the full-precision folder")
     if vae is not None:
-        check_same_encoder(source.folder / "vae", Path(vae))
+        check_same_latent_space(source.folder / "vae", Path(vae))
     target = Path(assets_dir) / name
     tmp = target.with_name(f".{name}.tmp-{secrets.token_hex(4)}")
     try:
@@ -77,9 +78,10 @@ def ship_model(model: str, *, name: str, assets_dir: str | Path = BUNDLED_MODELS
     return target
 
 
-def check_same_encoder(model_vae: Path, refined: Path) -> None:
-    """ValueError unless the VAE folder `refined` encodes exactly as `model_vae`: the same encoder weights and the
-    same latent statistics (what the DiT was trained on)."""
+def check_same_latent_space(model_vae: Path, refined: Path) -> None:
+    """ValueError unless the VAE folder `refined` keeps `model_vae`'s latent space: the same latent statistics and
+    either the same encoder (a decoder refined with model.decoder_only: the DiT's inputs unchanged) or the same decoder
+    (an encoder refined with model.encoder_only: every latent the DiT makes decodes as before)."""
     if not (refined / "config.json").is_file():
         raise ValueError(f"`vae` must be a VAE folder with a config.json, got {str(refined)!r}")
     configs = [json.loads((folder / "config.json").read_text()) for folder in (model_vae, refined)]
@@ -87,11 +89,22 @@ def check_same_encoder(model_vae: Path, refined: Path) -> None:
         if configs[0].get(key) != configs[1].get(key):
             raise ValueError(f"`vae` {str(refined)!r} has another {key} than the model's VAE: not a refinement of it")
     weights = [load_file(next(folder.glob("*.safetensors"))) for folder in (model_vae, refined)]
-    encoder = [k for k in weights[0] if k.startswith(("encoder.", "quant_conv."))]
-    for key in encoder:
-        if key not in weights[1] or not torch.equal(weights[0][key].float(), weights[1][key].float()):
-            raise ValueError(f"`vae` {str(refined)!r} encodes differently from the model's VAE ({key} differs): "
-                             f"only a VAE trained with model.decoder_only from it keeps the DiT's latents")
+    differing = {half: _first_difference(weights, prefixes)
+                 for half, prefixes in (("encoder", ("encoder.", "quant_conv.")),
+                                        ("decoder", ("decoder.", "post_quant_conv.")))}
+    if differing["encoder"] and differing["decoder"]:
+        raise ValueError(f"`vae` {str(refined)!r} both encodes and decodes differently from the model's VAE "
+                         f"({differing['encoder']} and {differing['decoder']} differ): only a VAE trained with "
+                         f"model.decoder_only or model.encoder_only from it keeps the DiT's latent space")
+
+
+def _first_difference(weights: list[dict[str, torch.Tensor]], prefixes: tuple[str, ...]) -> str | None:
+    """The first weight under `prefixes` that the two state dicts do not hold equal (None: all equal)."""
+    for key in sorted(k for k in weights[0].keys() | weights[1].keys() if k.startswith(prefixes)):
+        a, b = weights[0].get(key), weights[1].get(key)
+        if a is None or b is None or a.shape != b.shape or not torch.equal(a.float(), b.float()):
+            return key
+    return None
 
 
 def _as_float16(tensors: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:

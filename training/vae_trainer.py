@@ -99,6 +99,9 @@ class VAETrainer:
         if recipe.model.decoder_only:  # the encoder (and quant_conv) fixed: the latents stay what they were
             self.vae.encoder.requires_grad_(False)
             self.vae.quant_conv.requires_grad_(False)
+        if recipe.model.encoder_only:  # the decoder (and post_quant_conv) fixed: what a latent decodes to stays
+            self.vae.decoder.requires_grad_(False)
+            self.vae.post_quant_conv.requires_grad_(False)
         self.trainable = [p for p in self.vae.parameters() if p.requires_grad]
         optimizer, self.lr_scheduler = build_optimizer(self.trainable, recipe.optim, recipe.total_steps)
         self.autoencoder, self.optimizer = acc.prepare(Autoencode(self.vae), optimizer)
@@ -262,9 +265,11 @@ class VAETrainer:
         """The trained VAE (EMA if kept) with its latent statistics, as a folder `model.vae_from` accepts."""
         folder = Path(folder or self.output_dir / "vae")
         vae = shipped_weights(self.vae, self.ema)
-        # decoder_only: init_from's statistics (the same encoder, the same latents); latent_anchor: init_from's too,
-        # the latent space the anchor kept and a transformer was trained on
-        if not self.recipe.model.decoder_only and self.recipe.vae_loss.latent_anchor == 0:
+        # decoder_only: init_from's statistics (the same encoder, the same latents); encoder_only and latent_anchor:
+        # init_from's too, the latent space the fixed decoder reads (and the anchor keeps) and a transformer was
+        # trained on
+        model = self.recipe.model
+        if not (model.decoder_only or model.encoder_only) and self.recipe.vae_loss.latent_anchor == 0:
             mean, std = self.latent_statistics(vae)
             vae.register_to_config(latents_mean=mean, latents_std=std)
         tmp = folder.with_name(f".{folder.name}.tmp-{secrets.token_hex(4)}")

@@ -73,8 +73,8 @@ def test_cli_reports_errors_with_exit_status_2(trained_folder, tmp_path, capsys)
     assert "is not a model folder" in capsys.readouterr().err
 
 
-def perturbed_vae(source, folder, prefix: str):
-    """A copy of `source`'s VAE folder with the weights under `prefix` changed."""
+def perturbed_vae(source, folder, prefix: str | tuple[str, ...]):
+    """A copy of `source`'s VAE folder with the weights under `prefix` (one or several) changed."""
     from safetensors.torch import save_file
 
     folder.mkdir()
@@ -98,9 +98,13 @@ def test_a_refined_decoder_ships_in_place_of_the_models_vae(trained_folder, tmp_
                               atol=1e-3)
 
 
-def test_a_vae_with_another_encoder_is_refused(trained_folder, tmp_path):
+def test_a_refined_encoder_ships_and_a_vae_with_both_halves_changed_is_refused(trained_folder, tmp_path):
     folder, _ = trained_folder
-    other, _ = perturbed_vae(folder, tmp_path / "other", "encoder.")
-    with pytest.raises(ValueError, match=r"encodes differently .*encoder\."):
-        ship_model(str(folder), name="kelp-test", assets_dir=tmp_path / "assets", vae=other)
+    encoder, weights = perturbed_vae(folder, tmp_path / "encoder", "encoder.")
+    shipped = ship_model(str(folder), name="kelp-encoder", assets_dir=tmp_path / "shipped", vae=encoder)
+    shipped_vae = load_file(next((shipped / "vae").glob("*.safetensors")))
+    assert torch.allclose(shipped_vae["encoder.conv_in.weight"].float(), weights["encoder.conv_in.weight"], atol=1e-3)
+    both, _ = perturbed_vae(folder, tmp_path / "both", ("encoder.", "decoder."))
+    with pytest.raises(ValueError, match=r"both encodes and decodes differently .*\(encoder\..* and decoder\..*\)"):
+        ship_model(str(folder), name="kelp-test", assets_dir=tmp_path / "assets", vae=both)
     assert not (tmp_path / "assets").exists() or not any((tmp_path / "assets").iterdir())

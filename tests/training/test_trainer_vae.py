@@ -105,6 +105,40 @@ def test_decoder_only_needs_a_vae_to_start_from():
                       "stages": [{"steps": 1, "width": 32, "height": 32, "frames": 1}]})
 
 
+def test_encoder_only_training_keeps_the_decoder_and_the_latent_statistics(trained, tmp_path):
+    _, _, output = trained
+    base = load_vae(str(output / "vae"))
+    recipe = parse_recipe({
+        "kind": "vae", "name": "vae-encoder", "output_dir": str(tmp_path / "run"),
+        "model": {"preset": "small", "init_from": str(output / "vae"), "encoder_only": True},
+        "data": {"batch_size": 2, "options": {"length": 6}}, "optim": {"learning_rate": 1e-3, "warmup_steps": 0},
+        "vae_loss": {"kl": 0.0, "latent_stats_samples": 6},
+        "checkpoint": {"interval": 100}, "stages": [{"steps": 2, "width": 32, "height": 32, "frames": 5}],
+    })  # fmt: skip
+    AcceleratorState._reset_state(reset_partial_state=True)
+    VAETrainer(recipe).train()
+    tuned = load_vae(str(tmp_path / "run" / "vae"))
+    # the space the fixed decoder reads: init_from's statistics, not measured again on the new encoder
+    assert tuned.config.latents_mean == base.config.latents_mean and tuned.config.latents_std == base.config.latents_std
+    changed = {n for n, p in tuned.named_parameters() if not torch.equal(p, dict(base.named_parameters())[n])}
+    assert changed and all(n.startswith(("encoder.", "quant_conv.")) for n in changed)  # a DiT's latents decode as before
+    video = build_dataset("synthetic", width=32, height=32, num_frames=5, seed=1, options={"length": 1})[0]["video"]
+    assert not torch.equal(encode_video(tuned, video[None]), encode_video(base, video[None]))
+
+
+def test_encoder_only_needs_a_vae_to_start_from_and_trains_something():
+    stages = [{"steps": 1, "width": 32, "height": 32, "frames": 1}]
+    with pytest.raises(ValueError, match="model.init_from"):
+        parse_recipe({"kind": "vae", "name": "x", "output_dir": "x", "model": {"preset": "small", "encoder_only": True},
+                      "stages": stages})
+    with pytest.raises(ValueError, match="model.encoder_only.*would train nothing"):
+        parse_recipe({"kind": "vae", "name": "x", "output_dir": "x", "stages": stages,
+                      "model": {"preset": "small", "init_from": "kelp-small", "encoder_only": True, "decoder_only": True}})
+    with pytest.raises(ValueError, match="model.encoder_only"):
+        parse_recipe({"kind": "dit", "name": "x", "output_dir": "x", "model": {"preset": "tiny", "encoder_only": True},
+                      "stages": stages})
+
+
 def _drift(vae, base, video) -> float:
     """RMS distance between the two VAEs' latent means for `video`, in units of `base`'s latent std."""
     std = torch.tensor(base.config.latents_std).view(1, -1, 1, 1, 1)

@@ -8,7 +8,7 @@ from core.models.vae import build_vae, encode_video, load_vae_folder
 from training.config import parse_recipe
 from training.datasets import build_dataset
 from training.export import load_vae
-from training.ship import check_same_encoder
+from training.ship import check_same_latent_space
 from training.vae_trainer import VAETrainer, decode_for_training
 from training.vae_widen import channel_map, widen_decoder
 
@@ -83,7 +83,7 @@ def test_recipe_widens_the_decoder_and_the_result_ships_with_the_same_encoder(tm
     tuned = load_vae(str(tmp_path / "run" / "vae"))
     assert tuned.config.decoder_base_dim == 48
     assert tuned.decoder.conv_in.weight.shape[0] == 96
-    check_same_encoder(base, tmp_path / "run" / "vae")  # what training.ship requires of a refined VAE
+    check_same_latent_space(base, tmp_path / "run" / "vae")  # what training.ship requires of a refined VAE
     video = build_dataset("synthetic", width=32, height=32, num_frames=5, seed=1, options={"length": 1})[0]["video"]
     assert torch.equal(encode_video(tuned, video[None]), encode_video(load_vae_folder(base), video[None]))
 
