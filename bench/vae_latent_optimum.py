@@ -63,7 +63,7 @@ def optimise_latents(vae, frames, *, steps: int, lr: float) -> dict:
     std = torch.tensor(vae.config.latents_std, device=device).view(shape)
     fitted = encoded.clone().requires_grad_(True)
     optimizer = torch.optim.Adam([fitted], lr=lr)
-    was_training = [p.requires_grad for p in vae.parameters()]
+    requires_grad_before = [p.requires_grad for p in vae.parameters()]
     vae.requires_grad_(False)
     try:
         for _ in range(steps):
@@ -72,7 +72,7 @@ def optimise_latents(vae, frames, *, steps: int, lr: float) -> dict:
             loss.backward()
             optimizer.step()
     finally:
-        for p, flag in zip(vae.parameters(), was_training):
+        for p, flag in zip(vae.parameters(), requires_grad_before):
             p.requires_grad_(flag)
     fitted = fitted.detach()
 
