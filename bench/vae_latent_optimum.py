@@ -51,16 +51,14 @@ def optimise_latents(vae, frames, *, steps: int, lr: float) -> dict:
     """The encoder's latents of uint8 `frames` (T, H, W, 3) against latents fitted to the fixed decoder: PSNR of
     each reconstruction and the RMS drift between them in units of the latents' std."""
     from core.conditioning import frames_to_video_tensor, video_tensor_to_frames
-    from core.models.vae import decode_latents, encode_video
+    from core.models.vae import decode_latents, encode_video, latent_stats
     from training.eval.metrics import psnr
     from training.vae_trainer import decode_for_training
 
     device = next(vae.parameters()).device
     video = frames_to_video_tensor(frames).to(device)  # (1, 3, T, H, W) in [-1, 1]
     encoded = encode_video(vae, video)  # (1, z, t, h, w), normalized
-    shape = (1, vae.config.z_dim, 1, 1, 1)
-    mean = torch.tensor(vae.config.latents_mean, device=device).view(shape)
-    std = torch.tensor(vae.config.latents_std, device=device).view(shape)
+    mean, std = latent_stats(vae, encoded)  # (1, z, 1, 1, 1) each
     fitted = encoded.clone().requires_grad_(True)
     optimizer = torch.optim.Adam([fitted], lr=lr)
     requires_grad_before = [p.requires_grad for p in vae.parameters()]

@@ -25,7 +25,7 @@ from diffusers.training_utils import EMAModel
 from torch import nn
 from torch.func import functional_call
 
-from core.models.vae import VAE_PRESETS, build_vae, decoder_pixels
+from core.models.vae import VAE_PRESETS, build_vae, decoder_pixels, latent_stats
 from training.config import Recipe, Stage
 from training.datasets import ShardedStream, build_dataset, item_video
 from training.export import load_vae, shipped_weights
@@ -90,11 +90,10 @@ class VAETrainer:
                 self.vae = widen_decoder(self.vae, recipe.model.decoder_base_dim, seed=recipe.seed)
         else:
             self.vae = build_vae(VAE_PRESETS[recipe.model.preset])
-        # init_from's encoder, frozen, and its latent std: what vae_loss.latent_anchor pulls the encoder towards
-        self.reference = self.anchor_std = None
+        # init_from's encoder, frozen: what vae_loss.latent_anchor pulls the encoder towards
+        self.reference = None
         if losses.latent_anchor > 0:
             self.reference = copy.deepcopy(self.vae).eval().requires_grad_(False).to(acc.device)
-            self.anchor_std = torch.tensor(self.vae.config.latents_std, device=acc.device).view(1, -1, 1, 1, 1)
         self.vae.train().requires_grad_(True)
         if recipe.model.decoder_only:  # the encoder (and quant_conv) fixed: the latents stay what they were
             self.vae.encoder.requires_grad_(False)
@@ -174,7 +173,8 @@ class VAETrainer:
         if self.reference is not None:
             with torch.no_grad():
                 anchor = self.reference.encode(video).latent_dist.mode().float()  # (B, z, T, h, w)
-            part["anchor"] = ((mean.float() - anchor) / self.anchor_std).pow(2).mean()
+            std = latent_stats(self.reference, anchor)[1]  # (1, z, 1, 1, 1): drift in units of init_from's std
+            part["anchor"] = ((mean.float() - anchor) / std).pow(2).mean()
             loss = loss + w.latent_anchor * part["anchor"]
         if gan:
             # The discriminator's weights as constants: the gradient reaches the VAE, not the discriminator.

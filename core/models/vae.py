@@ -238,7 +238,7 @@ def encode_video(
         posterior = vae.encode(video.to(device=vae.device, dtype=vae.dtype)).latent_dist
         mu = posterior.sample(generator=generator) if sample else posterior.mode()  # (B, z, T, h, w)
     mu = mu.float()  # latents are float32 whatever the VAE's precision
-    mean, std = _latent_stats(vae, mu)  # (1, z, 1, 1, 1) each
+    mean, std = latent_stats(vae, mu)  # (1, z, 1, 1, 1) each
     return (mu - mean) / std  # (B, z, T, h, w)
 
 
@@ -369,11 +369,13 @@ def _decode_chunks(vae: AutoencoderKLWan, latents: torch.Tensor, chunk_frames: i
 def _vae_scale(vae: AutoencoderKLWan, latents: torch.Tensor) -> torch.Tensor:
     """Normalized latents in the VAE's own scale, on its device and in its dtype (un-normalized in float32)."""
     z = latents.to(device=vae.device, dtype=torch.float32)
-    mean, std = _latent_stats(vae, z)  # (1, z, 1, 1, 1) each
+    mean, std = latent_stats(vae, z)  # (1, z, 1, 1, 1) each
     return (z * std + mean).to(vae.dtype)
 
 
-def _latent_stats(vae: AutoencoderKLWan, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def latent_stats(vae: AutoencoderKLWan, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`vae`'s latent mean and std, (1, z, 1, 1, 1) each, on `like`'s device and in its dtype: normalized latents are
+    (raw - mean) / std."""
     shape = (1, vae.config.z_dim, 1, 1, 1)
     mean = torch.tensor(vae.config.latents_mean, device=like.device, dtype=like.dtype).view(shape)
     std = torch.tensor(vae.config.latents_std, device=like.device, dtype=like.dtype).view(shape)

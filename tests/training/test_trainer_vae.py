@@ -74,19 +74,23 @@ def test_patch_discriminator_scores_images_and_clips():
     assert disc(torch.zeros(1, 3, 5, 32, 32)).shape == (1, 1, 5, 4, 4)
 
 
-def test_decoder_only_training_keeps_the_latents_and_changes_the_decoder(trained, tmp_path):
-    _, _, output = trained
-    base = load_vae(str(output / "vae"))
+def _half_refined(init_from, output_dir, **model_flags):
+    """`init_from`'s VAE and the VAE that 2 steps of a recipe with `model_flags` (decoder_only or encoder_only) export."""
     recipe = parse_recipe({
-        "kind": "vae", "name": "vae-decoder", "output_dir": str(tmp_path / "run"),
-        "model": {"preset": "small", "init_from": str(output / "vae"), "decoder_only": True},
+        "kind": "vae", "name": "vae-half", "output_dir": str(output_dir),
+        "model": {"preset": "small", "init_from": str(init_from), **model_flags},
         "data": {"batch_size": 2, "options": {"length": 6}}, "optim": {"learning_rate": 1e-3, "warmup_steps": 0},
+        "vae_loss": {"kl": 0.0, "latent_stats_samples": 6},
         "checkpoint": {"interval": 100}, "stages": [{"steps": 2, "width": 32, "height": 32, "frames": 5}],
     })  # fmt: skip
     AcceleratorState._reset_state(reset_partial_state=True)
-    trainer = VAETrainer(recipe)
-    trainer.train()
-    tuned = load_vae(str(tmp_path / "run" / "vae"))
+    VAETrainer(recipe).train()
+    return load_vae(str(init_from)), load_vae(str(output_dir / "vae"))
+
+
+def test_decoder_only_training_keeps_the_latents_and_changes_the_decoder(trained, tmp_path):
+    _, _, output = trained
+    base, tuned = _half_refined(output / "vae", tmp_path / "run", decoder_only=True)
     assert tuned.config.latents_mean == base.config.latents_mean  # not re-measured: the same encoder
     assert tuned.config.latents_std == base.config.latents_std
     video = build_dataset("synthetic", width=32, height=32, num_frames=5, seed=1, options={"length": 1})[0]["video"]
@@ -107,17 +111,7 @@ def test_decoder_only_needs_a_vae_to_start_from():
 
 def test_encoder_only_training_keeps_the_decoder_and_the_latent_statistics(trained, tmp_path):
     _, _, output = trained
-    base = load_vae(str(output / "vae"))
-    recipe = parse_recipe({
-        "kind": "vae", "name": "vae-encoder", "output_dir": str(tmp_path / "run"),
-        "model": {"preset": "small", "init_from": str(output / "vae"), "encoder_only": True},
-        "data": {"batch_size": 2, "options": {"length": 6}}, "optim": {"learning_rate": 1e-3, "warmup_steps": 0},
-        "vae_loss": {"kl": 0.0, "latent_stats_samples": 6},
-        "checkpoint": {"interval": 100}, "stages": [{"steps": 2, "width": 32, "height": 32, "frames": 5}],
-    })  # fmt: skip
-    AcceleratorState._reset_state(reset_partial_state=True)
-    VAETrainer(recipe).train()
-    tuned = load_vae(str(tmp_path / "run" / "vae"))
+    base, tuned = _half_refined(output / "vae", tmp_path / "run", encoder_only=True)
     # the space the fixed decoder reads: init_from's statistics, not measured again on the new encoder
     assert tuned.config.latents_mean == base.config.latents_mean and tuned.config.latents_std == base.config.latents_std
     changed = {n for n, p in tuned.named_parameters() if not torch.equal(p, dict(base.named_parameters())[n])}
